@@ -1,0 +1,460 @@
+"""Whisper-tiny audio encoder: OpenAI checkpoint → transformers encoder → 5 hidden states per 20 ms.
+
+LatentSync conditions its UNet on Whisper features computed the way its vendored copy of OpenAI's
+``transcribe`` computed them (reference README §4.2):
+
+1. a log-mel spectrogram of the **whole clip** (global-max normalisation over the clip, not per window);
+2. 30-s windows of 3000 mel frames, the last one zero-padded (in normalised log-mel space);
+3. per window the encoder's input to block 1 (after the positional embedding) and the output of each
+   block, all **before** ``ln_post``, stacked → ``(1500, n_layer + 1, d)``;
+4. per window only the steps covered by real audio are kept, ``floor(window_mel_frames / 2)``, and the
+   windows are concatenated → ``(L, n_layer + 1, d)`` at 50 steps per second.
+
+The network is ``transformers.WhisperEncoder`` (same maths as OpenAI's ``AudioEncoder``; attention
+scales q by d_head^-0.5 instead of q and k by d_head^-0.25 each, equal up to rounding). Weights come
+from the official OpenAI checkpoint format (``whisper/tiny.pt``: ``{"dims": {...},
+"model_state_dict": {...}}``) through an explicit key map; the text decoder's keys are counted and
+dropped. The hidden states are collected by walking the encoder's layers here, because transformers'
+``output_hidden_states`` replaces its last entry with the post-layer-norm output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import WhisperConfig
+from transformers.models.whisper.modeling_whisper import WhisperEncoder, sinusoids
+
+from latentsync.errors import CheckpointError, InputError
+from latentsync.media import SAMPLE_RATE  # 16 kHz: Whisper's input rate, which the whole package uses
+
+N_FFT = 400  # STFT size: 25 ms at 16 kHz → N_FFT // 2 + 1 = 201 frequency bins
+HOP_LENGTH = 160  # STFT hop: 10 ms at 16 kHz
+N_MELS = 80  # mel bands of the tiny/small models (librosa slaney filterbank)
+MEL_FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100
+WINDOW_SECONDS = 30  # Whisper's fixed input length
+MEL_FRAMES_PER_WINDOW = WINDOW_SECONDS * MEL_FRAMES_PER_SECOND  # 3000 mel frames per encoder call
+ENCODER_STRIDE = 2  # conv2 has stride 2: two mel frames per encoder step
+WHISPER_FRAMES_PER_SECOND = (
+    MEL_FRAMES_PER_SECOND // ENCODER_STRIDE
+)  # 50 encoder steps (hidden states) per second
+MIN_SAMPLES = ENCODER_STRIDE * HOP_LENGTH  # 320 samples (20 ms): two mel frames, i.e. one encoder step
+
+LOG_POWER_FLOOR = 1e-10  # clamp before log10 so silence gives -10, not -inf
+LOG_DYNAMIC_RANGE = 8.0  # log10 units kept below the clip's maximum (80 dB)
+LOG_MEL_OFFSET = 4.0  # normalised log-mel = (log10 + LOG_MEL_OFFSET) / LOG_MEL_SCALE, roughly [-1, 1]
+LOG_MEL_SCALE = 4.0
+
+DEFAULT_WINDOWS_PER_BATCH = 4  # 30-s windows per encoder call: 2 minutes of audio, bounded memory
+
+OPENAI_DECODER_KEYS_PER_BLOCK = 24  # attn 7 + attn_ln 2 + cross_attn 7 + cross_attn_ln 2 + mlp 4 + mlp_ln 2
+
+
+@dataclass(frozen=True)
+class WhisperDims:
+    """OpenAI's ``ModelDimensions``: stored as a plain dict under ``dims`` in the checkpoint."""
+
+    n_mels: int  # mel bands of the input spectrogram
+    n_audio_ctx: int  # encoder steps per 30-s window (1500)
+    n_audio_state: int  # encoder width d (384 for tiny) = LatentSync's cross_attention_dim
+    n_audio_head: int  # encoder attention heads
+    n_audio_layer: int  # encoder blocks (4 for tiny → 5 hidden states)
+    n_vocab: int  # text side, unused here but part of the checkpoint's shapes
+    n_text_ctx: int
+    n_text_state: int
+    n_text_head: int
+    n_text_layer: int
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, int]) -> WhisperDims:
+        names = {field.name for field in dataclasses.fields(cls)}
+        missing, extra = names - set(values), set(values) - names
+        if missing or extra:
+            raise CheckpointError(
+                f"Whisper checkpoint 'dims' does not match OpenAI's ModelDimensions: "
+                f"missing {sorted(missing)}, unexpected {sorted(extra)}"
+            )
+        return cls(**{name: int(values[name]) for name in names})
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+def tiny_whisper_dims() -> dict[str, int]:
+    """Dims of the reference's random tiny Whisper (``tiny_audio_golden``): 4 layers like tiny, width 16."""
+    return {
+        "n_mels": N_MELS,
+        "n_audio_ctx": MEL_FRAMES_PER_WINDOW // ENCODER_STRIDE,
+        "n_audio_state": 16,
+        "n_audio_head": 2,
+        "n_audio_layer": 4,
+        "n_vocab": 64,
+        "n_text_ctx": 8,
+        "n_text_state": 16,
+        "n_text_head": 2,
+        "n_text_layer": 1,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Checkpoint format: OpenAI names and shapes, and the map onto transformers' WhisperEncoder.
+
+_BLOCK_KEY_MAP = {  # OpenAI ResidualAttentionBlock name → transformers WhisperEncoderLayer name
+    "attn.query.weight": "self_attn.q_proj.weight",
+    "attn.query.bias": "self_attn.q_proj.bias",
+    "attn.key.weight": "self_attn.k_proj.weight",  # the key projection has no bias in either
+    "attn.value.weight": "self_attn.v_proj.weight",
+    "attn.value.bias": "self_attn.v_proj.bias",
+    "attn.out.weight": "self_attn.out_proj.weight",
+    "attn.out.bias": "self_attn.out_proj.bias",
+    "attn_ln.weight": "self_attn_layer_norm.weight",
+    "attn_ln.bias": "self_attn_layer_norm.bias",
+    "mlp.0.weight": "fc1.weight",
+    "mlp.0.bias": "fc1.bias",
+    "mlp.2.weight": "fc2.weight",
+    "mlp.2.bias": "fc2.bias",
+    "mlp_ln.weight": "final_layer_norm.weight",
+    "mlp_ln.bias": "final_layer_norm.bias",
+}
+_STEM_KEY_MAP = {
+    "conv1.weight": "conv1.weight",
+    "conv1.bias": "conv1.bias",
+    "conv2.weight": "conv2.weight",
+    "conv2.bias": "conv2.bias",
+    "positional_embedding": "embed_positions.weight",  # a persistent buffer in OpenAI's encoder
+    "ln_post.weight": "layer_norm.weight",  # loaded for strictness; LatentSync never uses ln_post
+    "ln_post.bias": "layer_norm.bias",
+}
+
+
+def encoder_key_map(n_layer: int) -> dict[str, str]:
+    """OpenAI checkpoint key (``encoder.…``) → ``WhisperEncoder`` state-dict key; 7 + 15·n_layer entries."""
+    key_map = {f"encoder.{src}": dst for src, dst in _STEM_KEY_MAP.items()}
+    for i in range(n_layer):
+        key_map.update(
+            {f"encoder.blocks.{i}.{src}": f"layers.{i}.{dst}" for src, dst in _BLOCK_KEY_MAP.items()}
+        )
+    assert len(key_map) == len(_STEM_KEY_MAP) + len(_BLOCK_KEY_MAP) * n_layer
+    return key_map
+
+
+def _block_shapes(prefix: str, width: int, cross_attention: bool) -> dict[str, tuple[int, ...]]:
+    mlp_width = 4 * width  # OpenAI's n_mlp = 4 · n_state
+    attn = {
+        "query.weight": (width, width),
+        "query.bias": (width,),
+        "key.weight": (width, width),
+        "value.weight": (width, width),
+        "value.bias": (width,),
+        "out.weight": (width, width),
+        "out.bias": (width,),
+    }
+    names = ["attn"] + (["cross_attn"] if cross_attention else [])
+    shapes = {f"{prefix}{name}.{k}": v for name in names for k, v in attn.items()}
+    for norm in [f"{name}_ln" for name in names] + ["mlp_ln"]:
+        shapes.update({f"{prefix}{norm}.weight": (width,), f"{prefix}{norm}.bias": (width,)})
+    shapes.update(
+        {
+            f"{prefix}mlp.0.weight": (mlp_width, width),
+            f"{prefix}mlp.0.bias": (mlp_width,),
+            f"{prefix}mlp.2.weight": (width, mlp_width),
+            f"{prefix}mlp.2.bias": (width,),
+        }
+    )
+    return shapes
+
+
+def openai_encoder_shapes(dims: WhisperDims) -> dict[str, tuple[int, ...]]:
+    """Every ``encoder.*`` entry of an OpenAI Whisper state dict with its shape."""
+    d = dims.n_audio_state
+    shapes: dict[str, tuple[int, ...]] = {
+        "encoder.conv1.weight": (d, dims.n_mels, 3),
+        "encoder.conv1.bias": (d,),
+        "encoder.conv2.weight": (d, d, 3),
+        "encoder.conv2.bias": (d,),
+        "encoder.positional_embedding": (dims.n_audio_ctx, d),
+        "encoder.ln_post.weight": (d,),
+        "encoder.ln_post.bias": (d,),
+    }
+    for i in range(dims.n_audio_layer):
+        shapes.update(_block_shapes(f"encoder.blocks.{i}.", d, cross_attention=False))
+    return shapes
+
+
+def openai_decoder_shapes(dims: WhisperDims) -> dict[str, tuple[int, ...]]:
+    """Every ``decoder.*`` entry of an OpenAI Whisper state dict (the text side we ignore) with its shape."""
+    d = dims.n_text_state
+    shapes: dict[str, tuple[int, ...]] = {
+        "decoder.token_embedding.weight": (dims.n_vocab, d),
+        "decoder.positional_embedding": (dims.n_text_ctx, d),
+        "decoder.ln.weight": (d,),
+        "decoder.ln.bias": (d,),
+    }
+    for i in range(dims.n_text_layer):
+        shapes.update(_block_shapes(f"decoder.blocks.{i}.", d, cross_attention=True))
+    assert len(shapes) == 4 + OPENAI_DECODER_KEYS_PER_BLOCK * dims.n_text_layer
+    return shapes
+
+
+def _encoder_config(dims: WhisperDims) -> WhisperConfig:
+    """A transformers config whose encoder equals the OpenAI dims (decoder fields: defaults, unused)."""
+    return WhisperConfig(
+        num_mel_bins=dims.n_mels,
+        max_source_positions=dims.n_audio_ctx,
+        d_model=dims.n_audio_state,
+        encoder_attention_heads=dims.n_audio_head,
+        encoder_layers=dims.n_audio_layer,
+        encoder_ffn_dim=4 * dims.n_audio_state,
+        activation_function="gelu",  # exact (erf) GELU, as OpenAI's nn.GELU / F.gelu
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        attn_implementation="sdpa",
+    )
+
+
+def _check_dims_supported(dims: WhisperDims) -> None:
+    if dims.n_mels != N_MELS:
+        raise CheckpointError(
+            f"Whisper checkpoint has n_mels={dims.n_mels}; only {N_MELS}-band models are supported"
+        )
+    if dims.n_audio_ctx * ENCODER_STRIDE != MEL_FRAMES_PER_WINDOW:
+        raise CheckpointError(
+            f"Whisper checkpoint has n_audio_ctx={dims.n_audio_ctx};"
+            f" expected {MEL_FRAMES_PER_WINDOW // ENCODER_STRIDE} (a {WINDOW_SECONDS}-s window)"
+        )
+
+
+def encoder_state_dict_from_openai(
+    state_dict: Mapping[str, torch.Tensor], dims: WhisperDims
+) -> dict[str, torch.Tensor]:
+    """Rename an OpenAI Whisper state dict to ``WhisperEncoder`` keys, checking names, counts and shapes.
+
+    The decoder's entries must be either all present (the official file) or all absent; they are dropped.
+    """
+    encoder_shapes, decoder_shapes = openai_encoder_shapes(dims), openai_decoder_shapes(dims)
+    keys = set(state_dict)
+    unexpected = keys - set(encoder_shapes) - set(decoder_shapes)
+    missing = set(encoder_shapes) - keys
+    if unexpected or missing:
+        raise CheckpointError(
+            f"Whisper checkpoint does not match dims {dims.as_dict()}: missing {sorted(missing)[:8]}"
+            f" ({len(missing)}), unexpected {sorted(unexpected)[:8]} ({len(unexpected)})"
+        )
+    n_decoder = len(keys & set(decoder_shapes))
+    if n_decoder not in (0, len(decoder_shapes)):
+        raise CheckpointError(
+            f"Whisper checkpoint has {n_decoder} of the {len(decoder_shapes)} text-decoder entries"
+            " (expected all or none)"
+        )
+    for name, shape in {**encoder_shapes, **decoder_shapes}.items():
+        if name in state_dict and tuple(state_dict[name].shape) != shape:
+            raise CheckpointError(
+                f"Whisper checkpoint entry {name} has shape {tuple(state_dict[name].shape)}, expected {shape}"
+            )
+    key_map = encoder_key_map(dims.n_audio_layer)
+    assert set(key_map) == set(encoder_shapes)
+    return {dst: state_dict[src] for src, dst in key_map.items()}
+
+
+def load_openai_checkpoint(path: str | Path) -> tuple[WhisperDims, dict[str, torch.Tensor]]:
+    """Read ``{"dims": dict, "model_state_dict": dict}`` with ``weights_only=True`` (no pickled code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Whisper checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated download, an HTML error page, a non-OpenAI pickle
+        raise CheckpointError(f"cannot read Whisper checkpoint {path}: {err}") from err
+    if not isinstance(checkpoint, dict) or not {"dims", "model_state_dict"} <= set(checkpoint):
+        found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise CheckpointError(
+            f"{path} is not an OpenAI Whisper checkpoint (needs 'dims' and 'model_state_dict'; found {found})"
+        )
+    return WhisperDims.from_mapping(checkpoint["dims"]), dict(checkpoint["model_state_dict"])
+
+
+def write_random_whisper_checkpoint(
+    path: str | Path, dims: Mapping[str, int] | WhisperDims, seed: int, dtype: torch.dtype = torch.float32
+) -> Path:
+    """Write a random-weight Whisper in the official OpenAI format (encoder random, decoder zeros), for tests.
+
+    Weights are ``randn / sqrt(fan_in)``, layer-norm scales ``1 + 0.1·randn``, biases ``0.1·randn``, all from
+    ``torch.Generator().manual_seed(seed)``; the positional embedding is OpenAI's sinusoid table.
+    """
+    dims = dims if isinstance(dims, WhisperDims) else WhisperDims.from_mapping(dims)
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    for name, shape in openai_encoder_shapes(dims).items():
+        if name == "encoder.positional_embedding":
+            value = sinusoids(*shape)
+        elif len(shape) > 1:
+            fan_in = int(np.prod(shape[1:]))
+            value = torch.randn(shape, generator=generator) / fan_in**0.5
+        elif "_ln." in name or "ln_post." in name:
+            value = 1.0 + 0.1 * torch.randn(shape, generator=generator)
+        else:
+            value = 0.1 * torch.randn(shape, generator=generator)
+        state[name] = value.to(dtype)
+    state.update(
+        {name: torch.zeros(shape, dtype=dtype) for name, shape in openai_decoder_shapes(dims).items()}
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"dims": dims.as_dict(), "model_state_dict": state}, path)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------
+# Log-mel input.
+
+
+def mel_filterbank(n_mels: int = N_MELS) -> torch.Tensor:
+    """librosa's slaney-normalised mel filterbank for 16 kHz, n_fft 400: (n_mels, N_FFT // 2 + 1) float32."""
+    import librosa  # imported here: librosa pulls in numba, too slow for module import time
+
+    return torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=n_mels))
+
+
+def log_mel_spectrogram(waveform: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
+    """Whisper's normalised log-mel of a whole clip: (num_samples,) → (n_mels, num_samples // HOP_LENGTH).
+
+    Centred Hann STFT with reflect padding, last frame dropped; power × mel filters; log10 clamped at
+    1e-10; floored at (clip max − 8); then ``(x + 4) / 4``.
+    """
+    window = torch.hann_window(N_FFT, device=waveform.device)
+    stft = torch.stft(
+        waveform, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect", return_complex=True
+    )
+    power = stft[:, :-1].abs() ** 2  # (201, num_samples // HOP_LENGTH)
+    mel = filters.to(waveform.device) @ power  # (n_mels, frames)
+    log_mel = torch.clamp(mel, min=LOG_POWER_FLOOR).log10()
+    log_mel = torch.maximum(log_mel, log_mel.max() - LOG_DYNAMIC_RANGE)
+    return (log_mel + LOG_MEL_OFFSET) / LOG_MEL_SCALE
+
+
+def num_feature_steps(num_samples: int) -> int:
+    """L, the number of 50 Hz feature steps of a clip: Σ over 30-s windows of floor(window mel frames / 2)."""
+    mel_frames = num_samples // HOP_LENGTH
+    full_windows, rest = divmod(mel_frames, MEL_FRAMES_PER_WINDOW)
+    return full_windows * (MEL_FRAMES_PER_WINDOW // ENCODER_STRIDE) + rest // ENCODER_STRIDE
+
+
+def _check_waveform(waveform: np.ndarray) -> np.ndarray:
+    if not isinstance(waveform, np.ndarray):
+        raise InputError(f"audio must be a numpy array of float samples, got {type(waveform).__name__}")
+    if waveform.ndim != 1:
+        raise InputError(
+            f"audio must be mono (a 1-D array of samples), got an array of shape {waveform.shape}"
+        )
+    if waveform.size == 0:
+        raise InputError("the audio has no samples (zero length); give a clip with sound")
+    if not np.issubdtype(waveform.dtype, np.floating):
+        raise InputError(f"audio samples must be floats in [-1, 1], got dtype {waveform.dtype}")
+    if waveform.size < MIN_SAMPLES:
+        raise InputError(
+            f"the audio is too short: {waveform.size} samples; need at least {MIN_SAMPLES}"
+            f" ({MIN_SAMPLES / SAMPLE_RATE:.2f} s at {SAMPLE_RATE} Hz)"
+        )
+    if not np.isfinite(waveform).all():
+        raise InputError("the audio contains NaN or infinite samples")
+    return waveform.astype(np.float32, copy=False)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The encoder.
+
+
+class WhisperAudioEncoder:
+    """Audio (16 kHz mono float32) → LatentSync's Whisper features ``(L, n_layer + 1, d)`` at 50 Hz."""
+
+    def __init__(
+        self,
+        encoder: WhisperEncoder,
+        dims: WhisperDims,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        windows_per_batch: int = DEFAULT_WINDOWS_PER_BATCH,
+    ) -> None:
+        if windows_per_batch < 1:
+            raise ValueError(f"windows_per_batch must be >= 1, got {windows_per_batch}")
+        _check_dims_supported(dims)
+        self.dims = dims
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.windows_per_batch = windows_per_batch
+        self.encoder = encoder.to(device=self.device, dtype=dtype).eval().requires_grad_(False)
+        self.mel_filters = mel_filterbank(dims.n_mels).to(self.device)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        windows_per_batch: int = DEFAULT_WINDOWS_PER_BATCH,
+    ) -> WhisperAudioEncoder:
+        """Load an OpenAI-format checkpoint (``whisper/tiny.pt``) into ``transformers.WhisperEncoder``."""
+        dims, openai_state = load_openai_checkpoint(path)
+        _check_dims_supported(dims)
+        state = encoder_state_dict_from_openai(openai_state, dims)
+        encoder = WhisperEncoder(_encoder_config(dims))
+        # The official file stores float16; load_state_dict copies into the float32 parameters.
+        encoder.load_state_dict(state, strict=True)
+        return cls(encoder, dims, device=device, dtype=dtype, windows_per_batch=windows_per_batch)
+
+    @property
+    def feature_dim(self) -> int:
+        """d, the width of every hidden state (384 for tiny = the UNet's cross_attention_dim)."""
+        return self.dims.n_audio_state
+
+    @property
+    def num_hidden_states(self) -> int:
+        """5 for tiny: the block-1 input plus each block's output."""
+        return self.dims.n_audio_layer + 1
+
+    def hidden_states(self, mel_windows: torch.Tensor) -> torch.Tensor:
+        """(b, n_mels, 3000) normalised log-mel → (b, 1500, n_layer + 1, d), all before ``ln_post``."""
+        encoder: WhisperEncoder = self.encoder
+        x = nn.functional.gelu(encoder.conv1(mel_windows))  # (b, d, 3000)
+        x = nn.functional.gelu(encoder.conv2(x))  # (b, d, 1500)
+        x = x.permute(0, 2, 1) + encoder.embed_positions.weight  # (b, 1500, d)
+        states = [x]
+        for layer in encoder.layers:
+            x = layer(x, None)  # no attention mask: every window is a full 1500-step sequence
+            states.append(x)
+        return torch.stack(states, dim=2)  # (b, 1500, n_layer + 1, d)
+
+    @torch.inference_mode()
+    def encode(self, waveform: np.ndarray) -> torch.Tensor:
+        """(num_samples,) float32 at 16 kHz → (L, n_layer + 1, d) on ``self.device`` in ``self.dtype``.
+
+        ``L = num_feature_steps(num_samples)``; raises ``InputError`` for empty, too short, non-mono or
+        non-finite audio.
+        """
+        samples = torch.from_numpy(_check_waveform(waveform)).to(self.device)
+        mel = log_mel_spectrogram(samples, self.mel_filters)  # (n_mels, T), global-max normalised
+        num_mel_frames = mel.shape[1]
+        num_windows = -(-num_mel_frames // MEL_FRAMES_PER_WINDOW)
+        # Zero-pad to whole windows (0 in normalised log-mel space, as the reference's pad_or_trim).
+        mel = nn.functional.pad(mel, (0, num_windows * MEL_FRAMES_PER_WINDOW - num_mel_frames))
+        windows = mel.reshape(self.dims.n_mels, num_windows, MEL_FRAMES_PER_WINDOW)  # (n_mels, w, 3000)
+        windows = windows.transpose(0, 1)  # (w, n_mels, 3000)
+
+        features = []
+        for first in range(0, num_windows, self.windows_per_batch):
+            batch = windows[first : first + self.windows_per_batch].to(self.dtype)
+            states = self.hidden_states(batch)  # (b, 1500, n_layer + 1, d)
+            for offset, window_states in enumerate(states):
+                start = (first + offset) * MEL_FRAMES_PER_WINDOW
+                window_mel_frames = min(num_mel_frames - start, MEL_FRAMES_PER_WINDOW)
+                features.append(window_states[: window_mel_frames // ENCODER_STRIDE])
+        result = torch.cat(features)  # (L, n_layer + 1, d)
+        assert result.shape[0] == num_feature_steps(waveform.size)
+        return result

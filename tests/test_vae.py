@@ -1,0 +1,138 @@
+"""SD VAE wrapper: shapes, scaling, chunk-invariant sampling, diffusers save/load, fp32 and bf16 on CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import AutoencoderKL
+
+from latentsync.errors import CheckpointError
+from latentsync.models.vae import (
+    VAE_SCALING_FACTOR,
+    LatentVae,
+    save_random_tiny_vae,
+    tiny_vae_config,
+)
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory) -> Path:
+    return save_random_tiny_vae(tmp_path_factory.mktemp("vae") / "tiny_vae", seed=0)
+
+
+@pytest.fixture(scope="module")
+def pixels() -> torch.Tensor:
+    return (
+        torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    )  # (n, 3, H, W) in [-1, 1]
+
+
+def test_round_trip_shapes(vae_dir, pixels):
+    vae = LatentVae.from_pretrained(vae_dir, batch_size=2)
+    latents = vae.encode(pixels, generator=torch.Generator().manual_seed(0))
+    assert latents.shape == (5, 4, 8, 8) and latents.dtype == torch.float32
+    decoded = vae.decode(latents)
+    assert decoded.shape == (5, 3, 64, 64) and decoded.dtype == torch.float32
+    assert torch.isfinite(decoded).all()
+
+
+def test_encode_is_scaled_posterior_sample(vae_dir, pixels):
+    vae = LatentVae.from_pretrained(vae_dir, batch_size=8)
+    latents = vae.encode(pixels, generator=torch.Generator().manual_seed(4))
+    posterior = vae.model.encode(pixels).latent_dist
+    noise = torch.cat([torch.randn(1, 4, 8, 8, generator=g) for g in [torch.Generator().manual_seed(4)] * 5])
+    torch.testing.assert_close(latents, (posterior.mean + posterior.std * noise) * VAE_SCALING_FACTOR)
+    assert not torch.allclose(
+        latents, posterior.mean * VAE_SCALING_FACTOR, atol=1e-3
+    )  # sampled, not the mode
+
+
+def test_decode_unscales_before_the_decoder(vae_dir):
+    vae = LatentVae.from_pretrained(vae_dir)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    expected = vae.model.decode(latents / VAE_SCALING_FACTOR).sample
+    torch.testing.assert_close(vae.decode(latents), expected)
+
+
+def test_batch_size_does_not_change_results(vae_dir):
+    # 40×40 pixels → 5×5 latents: 100 noise values per frame, not a multiple of 16, so CPU torch.randn
+    # would give different numbers for one (5, 4, 5, 5) draw than for (2, …), (2, …), (1, …) draws.
+    pixels = torch.rand(5, 3, 40, 40, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    chunked, whole = (
+        LatentVae.from_pretrained(vae_dir, batch_size=2),
+        LatentVae.from_pretrained(vae_dir, batch_size=5),
+    )
+    latents_chunked = chunked.encode(pixels, generator=torch.Generator().manual_seed(3))
+    latents_whole = whole.encode(pixels, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(latents_chunked, latents_whole, atol=1e-5, rtol=0)
+    torch.testing.assert_close(chunked.decode(latents_whole), whole.decode(latents_whole), atol=1e-5, rtol=0)
+    # The generator drives the noise: another seed gives other latents, the same seed the same ones.
+    other = whole.encode(pixels, generator=torch.Generator().manual_seed(4))
+    assert (other - latents_whole).abs().max() > 1e-3
+    assert torch.equal(whole.encode(pixels, generator=torch.Generator().manual_seed(3)), latents_whole)
+
+
+def test_generator_state_advances_one_draw_per_frame(vae_dir):
+    """Encoding frames 0-2 then 3-4 with one generator equals encoding all five at once."""
+    pixels = torch.rand(5, 3, 40, 40, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    vae = LatentVae.from_pretrained(vae_dir, batch_size=4)
+    generator = torch.Generator().manual_seed(7)
+    in_two_calls = torch.cat([vae.encode(pixels[:3], generator), vae.encode(pixels[3:], generator)])
+    at_once = vae.encode(pixels, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(in_two_calls, at_once, atol=1e-5, rtol=0)
+
+
+def test_diffusers_format_save_load_round_trip(vae_dir, tmp_path):
+    config = json.loads((vae_dir / "config.json").read_text())
+    assert config["_class_name"] == "AutoencoderKL"
+    assert config["block_out_channels"] == tiny_vae_config()["block_out_channels"]
+    assert (vae_dir / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = LatentVae.from_pretrained(vae_dir).model
+    loaded.save_pretrained(tmp_path / "again")
+    reloaded = AutoencoderKL.from_pretrained(tmp_path / "again")
+    original, copy = loaded.state_dict(), reloaded.state_dict()
+    assert original.keys() == copy.keys()
+    assert all(torch.equal(original[k], copy[k]) for k in original)
+    # Same seed → same weights; another seed → other weights.
+    same = AutoencoderKL.from_pretrained(save_random_tiny_vae(tmp_path / "same", seed=0)).state_dict()
+    other = AutoencoderKL.from_pretrained(save_random_tiny_vae(tmp_path / "other", seed=1)).state_dict()
+    key = "encoder.conv_in.weight"
+    assert torch.equal(same[key], original[key]) and not torch.equal(other[key], original[key])
+
+
+def test_bfloat16_on_cpu_tracks_float32(vae_dir, pixels):
+    fp32 = LatentVae.from_pretrained(vae_dir, dtype=torch.float32)
+    bf16 = LatentVae.from_pretrained(vae_dir, dtype=torch.bfloat16, batch_size=2)
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    latents = bf16.encode(pixels, generator=torch.Generator().manual_seed(0))
+    assert latents.dtype == torch.bfloat16 and latents.shape == (5, 4, 8, 8)
+    reference = fp32.encode(pixels, generator=torch.Generator().manual_seed(0))
+    assert (latents.float() - reference).abs().max() < 0.05 * reference.abs().max()
+    decoded = bf16.decode(reference)
+    assert decoded.dtype == torch.bfloat16 and decoded.shape == (5, 3, 64, 64)
+    reference_pixels = fp32.decode(reference)
+    assert (decoded.float() - reference_pixels).abs().max() < 0.05 * reference_pixels.abs().max()
+
+
+def test_output_device_and_input_dtype(vae_dir, pixels):
+    vae = LatentVae.from_pretrained(vae_dir, batch_size=3)
+    latents = vae.encode(pixels.double(), generator=torch.Generator().manual_seed(0), out_device="cpu")
+    assert latents.device.type == "cpu" and latents.dtype == torch.float32
+
+
+def test_rejects_bad_shapes_and_wrong_vae(vae_dir, pixels, tmp_path):
+    vae = LatentVae.from_pretrained(vae_dir)
+    generator = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match=r"\(n, 3, h, w\)"):
+        vae.encode(pixels[0], generator)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        vae.encode(pixels[:, :, :60], generator)
+    with pytest.raises(ValueError, match="no frames"):
+        vae.decode(torch.zeros(0, 4, 8, 8))
+    with pytest.raises(CheckpointError, match="latent channels"):
+        LatentVae(AutoencoderKL(**dict(tiny_vae_config(), latent_channels=16)))
+    with pytest.raises(CheckpointError, match="cannot load the VAE"):
+        LatentVae.from_pretrained(tmp_path / "absent")
