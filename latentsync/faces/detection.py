@@ -1,0 +1,117 @@
+"""Face detection + 68-point landmarks: the ``Face`` record, backend protocol, registry and face choice.
+
+Two backends give iBUG-68 landmarks (the layout LatentSync 1.0 aligned with, README §2.1):
+
+* ``face_alignment`` (default): face-alignment 1.5's SFD detector and 2D-FAN-4 network, weights read from a
+  local folder only (:mod:`latentsync.faces.backend_face_alignment`).
+* ``dlib``: dlib's HOG detector and the 68-point predictor from ``face-recognition-models``; real weights
+  that ship with a pip package, used for offline tests (:mod:`latentsync.faces.backend_dlib`).
+
+The backends are imported only when loaded, so importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+# The reference's face filters (README §4.5 step 1), applied to each backend's Face.box in frame pixels.
+MIN_FACE_WIDTH = 50
+MIN_FACE_HEIGHT = 80
+MIN_ASPECT = 0.2  # width / height
+MAX_ASPECT = 1.5
+REFERENCE_MIN_SCORE = 0.5  # a detector probability; backends with other score scales set their own min_score
+
+
+@dataclass(frozen=True, eq=False)
+class Face:
+    """One detected face in one frame."""
+
+    box: np.ndarray  # (4,) float32 x1, y1, x2, y2 in frame pixels
+    score: float  # detector confidence, on the backend's own scale (see the backend's ``min_score``)
+    landmarks: np.ndarray  # (68, 2) float32, iBUG-68 layout, (x, y) in frame pixels
+
+    @property
+    def width(self) -> float:
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> float:
+        return float(self.box[3] - self.box[1])
+
+
+@runtime_checkable
+class LandmarkBackend(Protocol):
+    """Anything that finds faces with iBUG-68 landmarks in an RGB frame."""
+
+    name: str  # backends may also define ``min_score`` (float): faces scoring below it are not used
+
+    def detect(self, frame_rgb: np.ndarray) -> list[Face]:
+        """(H, W, 3) uint8 RGB → every face found (possibly none), in no particular order."""
+        ...
+
+
+def is_usable(face: Face, min_score: float = REFERENCE_MIN_SCORE) -> bool:
+    """The reference's filters: box at least 50 px wide and 80 px tall, 0.2 ≤ w/h ≤ 1.5, score ≥ min_score."""
+    width, height = face.width, face.height
+    if width < MIN_FACE_WIDTH or height < MIN_FACE_HEIGHT:
+        return False
+    return MIN_ASPECT <= width / height <= MAX_ASPECT and face.score >= min_score
+
+
+def choose_face(faces: list[Face], min_score: float = REFERENCE_MIN_SCORE) -> Face | None:
+    """The largest (box area) usable face, or None when no face passes :func:`is_usable`."""
+    usable = [face for face in faces if is_usable(face, min_score)]
+    if not usable:
+        return None
+    return max(usable, key=lambda face: face.width * face.height)
+
+
+def detection_scale(frame_shape: tuple[int, ...], max_side: int | None) -> float:
+    """Factor (≤ 1) that brings the frame's longer side down to ``max_side`` for detection (1 if None)."""
+    longer = max(frame_shape[0], frame_shape[1])
+    if max_side is None or longer <= max_side:
+        return 1.0
+    return max_side / longer
+
+
+def check_frame(frame_rgb: np.ndarray) -> np.ndarray:
+    frame_rgb = np.asarray(frame_rgb)
+    if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 or frame_rgb.dtype != np.uint8:
+        raise ValueError(f"frame must be (H, W, 3) uint8 RGB, got {frame_rgb.dtype} {frame_rgb.shape}")
+    return frame_rgb
+
+
+BACKENDS = ("face_alignment", "dlib")
+
+
+def load_landmark_backend(
+    name: str = "face_alignment",
+    *,
+    device: str | torch.device = "cpu",
+    weights_dir: str | os.PathLike | None = None,
+    max_detect_side: int | None = None,
+) -> LandmarkBackend:
+    """Build a landmark backend by name ("face_alignment" or "dlib"). Never downloads anything.
+
+    ``weights_dir``: for face_alignment, the folder holding ``2DFAN4-11f355bf06.pth.tar`` (or the 1.4-era
+    ``2DFAN4-cd938726ad.zip``) and ``s3fd-619a316812.pth`` (None: torch's hub cache folder, read only);
+    for dlib, an optional folder with ``shape_predictor_68_face_landmarks.dat`` (None: the copy in
+    face-recognition-models). ``max_detect_side``: detect on a copy shrunk to this longer side (landmarks
+    are still computed at full resolution); None keeps each backend's default.
+    Raises ``CheckpointError`` for missing weights and ``ValueError`` for an unknown name.
+    """
+    if name == "face_alignment":
+        from latentsync.faces.backend_face_alignment import FaceAlignmentBackend
+
+        kwargs = {} if max_detect_side is None else {"max_detect_side": max_detect_side}
+        return FaceAlignmentBackend.from_weights_dir(weights_dir, device=device, **kwargs)
+    if name == "dlib":
+        from latentsync.faces.backend_dlib import DlibBackend
+
+        return DlibBackend.from_weights_dir(weights_dir, max_detect_side=max_detect_side)
+    raise ValueError(f"unknown landmark backend {name!r}; available: {', '.join(BACKENDS)}")

@@ -1,0 +1,193 @@
+"""Per-frame face choice over a video, streamed in chunks, with gap filling and landmark smoothing.
+
+``FaceTracker.update`` detects faces chunk by chunk (only the chosen face's landmarks are kept: 68×2
+floats per frame), ``finish`` resolves the whole track at once:
+
+1. Gaps: a run of frames without a usable face that is at most ``max_gap`` frames long is filled by
+   linear interpolation between the frames on either side (at the start or end of the video, where only
+   one side exists, that side's landmarks are held). Longer runs stay invalid: the pipeline passes those
+   frames through untouched.
+2. Smoothing (``LandmarkSmoothing``): within each run of consecutive valid frames, every landmark
+   coordinate is replaced by a Gaussian-weighted local *linear* fit over its neighbours (σ in frames,
+   window ±3σ, cut at the run's ends). The fit is centred, so it has no lag, and it reproduces constant and
+   linearly moving landmarks exactly (a static face stays static, a steady pan is not delayed, also at the
+   ends of a run); what it removes is frame-to-frame jitter. Boxes are gap-filled, not smoothed.
+
+Frames without a valid face have NaN landmarks and boxes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from latentsync.errors import InputError
+from latentsync.faces.alignment import NUM_LANDMARKS
+from latentsync.faces.detection import REFERENCE_MIN_SCORE, LandmarkBackend, choose_face
+
+DEFAULT_MAX_GAP = 5  # frames (0.2 s at 25 fps) of missing detections that are interpolated
+SMOOTHING_WINDOW_SIGMAS = 3.0  # the smoothing window reaches ±3σ frames
+
+
+@dataclass(frozen=True)
+class LandmarkSmoothing:
+    """Zero-lag temporal smoothing of landmarks (Gaussian-weighted local linear regression)."""
+
+    sigma_frames: float = 1.5  # Gaussian σ in frames; about ±4 frames of context at 25 fps
+
+
+@dataclass
+class FaceTrack:
+    """The face the model works on, per frame of the video."""
+
+    landmarks: np.ndarray  # (N, 68, 2) float32, smoothed and gap-filled; NaN rows where invalid
+    boxes: np.ndarray  # (N, 4) float32 x1, y1, x2, y2; NaN rows where invalid
+    valid: np.ndarray  # (N,) bool: the model may run on this frame
+    detected: np.ndarray | None = (
+        None  # (N,) bool: a face was detected here (not gap-filled); default = valid
+    )
+
+    def __post_init__(self) -> None:
+        if self.detected is None:
+            self.detected = self.valid.copy()
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.valid.shape[0])
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open (start, stop) index ranges of the True runs of a 1-D bool array."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+
+
+def fill_gaps(values: np.ndarray, present: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fill runs of ≤ ``max_gap`` missing rows of ``values`` (N, ...) — interior runs by linear interpolation
+    between their neighbours, runs at either end by holding the nearest present row.
+
+    Returns (filled values with NaN in the remaining gaps, valid mask (N,))."""
+    values = np.array(values, dtype=np.float64)
+    present = np.asarray(present, dtype=bool)
+    num = present.shape[0]
+    valid = present.copy()
+    values[~present] = np.nan
+    if not present.any():
+        return values, valid
+    for start, stop in _runs(~present):
+        if stop - start > max_gap:
+            continue
+        before, after = start - 1, stop  # neighbouring present rows (may be out of range at the ends)
+        if before < 0:
+            values[start:stop] = values[after]
+        elif after >= num:
+            values[start:stop] = values[before]
+        else:
+            t = (np.arange(start, stop) - before) / (after - before)  # (gap,) in (0, 1)
+            t = t.reshape((-1,) + (1,) * (values.ndim - 1))
+            values[start:stop] = (1.0 - t) * values[before] + t * values[after]
+        valid[start:stop] = True
+    return values, valid
+
+
+def _local_linear_weights(length: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (length, 2r+1) and neighbour indices (length, 2r+1) of a Gaussian-weighted local linear fit
+    evaluated at each frame of a run of ``length`` frames (neighbours outside the run get weight 0)."""
+    radius = max(1, math.ceil(SMOOTHING_WINDOW_SIGMAS * sigma))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)  # (2r+1,)
+    frames = np.arange(length)[:, None] + offsets[None, :].astype(np.int64)  # (L, 2r+1)
+    inside = (frames >= 0) & (frames < length)
+    w = np.exp(-0.5 * (offsets / sigma) ** 2)[None, :] * inside  # (L, 2r+1)
+    s0, s1, s2 = w.sum(1), (w * offsets).sum(1), (w * offsets**2).sum(1)  # (L,) weighted moments
+    det = s0 * s2 - s1**2
+    # Weighted least squares of x(s) ≈ a + b·(s − t), evaluated at s = t: a = Σ w (s2 − k·s1) x / det.
+    # Σ coefficients = 1 and Σ coefficients·k = 0, so constants and straight lines pass unchanged.
+    linear = det > 1e-9 * np.maximum(s0 * s2, 1.0)
+    safe_det = np.where(linear, det, 1.0)
+    coeffs = w * (s2[:, None] - offsets[None, :] * s1[:, None]) / safe_det[:, None]
+    coeffs[~linear] = w[~linear] / s0[~linear, None]  # a lone frame: plain weighted mean (itself)
+    return coeffs, np.clip(frames, 0, length - 1)
+
+
+def smooth_runs(values: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:
+    """Smooth (N, ...) values over time within each run of valid frames (see module docstring)."""
+    values = np.array(values, dtype=np.float64)
+    if sigma <= 0:
+        return values
+    flat = values.reshape(values.shape[0], -1)  # (N, D)
+    for start, stop in _runs(np.asarray(valid, dtype=bool)):
+        coeffs, index = _local_linear_weights(stop - start, sigma)  # (L, K) each
+        run = flat[start:stop]  # (L, D)
+        flat[start:stop] = np.einsum("lk,lkd->ld", coeffs, run[index])
+    return flat.reshape(values.shape)
+
+
+class FaceTracker:
+    """Incremental: feed chunks of consecutive frames in order (streaming), then call :meth:`finish`."""
+
+    def __init__(
+        self,
+        backend: LandmarkBackend,
+        *,
+        max_gap: int = DEFAULT_MAX_GAP,
+        smoothing: LandmarkSmoothing | None = LandmarkSmoothing(),
+    ):
+        if max_gap < 0:
+            raise ValueError(f"max_gap must be >= 0 frames, got {max_gap}")
+        self.backend = backend
+        self.max_gap = int(max_gap)
+        self.smoothing = smoothing
+        self.min_score = float(getattr(backend, "min_score", REFERENCE_MIN_SCORE))
+        self._landmarks: list[np.ndarray] = []  # per frame (68, 2), NaN when no usable face
+        self._boxes: list[np.ndarray] = []  # per frame (4,)
+        self._finished = False
+
+    @property
+    def num_frames(self) -> int:
+        return len(self._landmarks)
+
+    def update(self, frames: np.ndarray) -> None:
+        """Detect and choose the face in each of (n, H, W, 3) uint8 RGB frames (the next chunk)."""
+        if self._finished:
+            raise RuntimeError("FaceTracker.update() called after finish()")
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be (n, H, W, 3) uint8 RGB, got {frames.dtype} {frames.shape}")
+        for frame in frames:
+            face = choose_face(self.backend.detect(frame), self.min_score)
+            if face is None:
+                self._landmarks.append(np.full((NUM_LANDMARKS, 2), np.nan, dtype=np.float32))
+                self._boxes.append(np.full(4, np.nan, dtype=np.float32))
+            else:
+                self._landmarks.append(np.asarray(face.landmarks, dtype=np.float32))
+                self._boxes.append(np.asarray(face.box, dtype=np.float32))
+
+    def finish(self) -> FaceTrack:
+        """Resolve gaps and smoothing over all frames seen. InputError when no frame had a usable face."""
+        self._finished = True
+        num = self.num_frames
+        if num == 0:
+            raise InputError("the video has no frames, so no face could be found")
+        landmarks = np.stack(self._landmarks)  # (N, 68, 2)
+        boxes = np.stack(self._boxes)  # (N, 4)
+        detected = np.isfinite(landmarks).all(axis=(1, 2))
+        if not detected.any():
+            raise InputError(
+                f"no face was found in any of the {num} frames of the video: lip sync needs one clearly "
+                "visible, roughly frontal face at least 50 px wide and 80 px tall"
+            )
+        landmarks, valid = fill_gaps(landmarks, detected, self.max_gap)
+        boxes, _ = fill_gaps(boxes, detected, self.max_gap)
+        if self.smoothing is not None:
+            landmarks = smooth_runs(landmarks, valid, self.smoothing.sigma_frames)
+        landmarks[~valid] = np.nan
+        boxes[~valid] = np.nan
+        return FaceTrack(
+            landmarks=landmarks.astype(np.float32),
+            boxes=boxes.astype(np.float32),
+            valid=valid,
+            detected=detected,
+        )
