@@ -198,16 +198,18 @@ def fetch(files: tuple[HubFile, ...] | list[HubFile], root: Path | None) -> list
     return [found[f] for f in files]
 
 
+def _face_files(spec: VersionSpec, settings: LocalSettings) -> tuple[HubFile, ...]:
+    """Weight files of the face backend; dlib's model ships inside a PyPI package, so it needs none."""
+    return spec.face_alignment if settings.face_backend == "face_alignment" else ()
+
+
 def resolve_checkpoints(version: str = "1.5", checkpoints_dir: str | os.PathLike | None = None) -> CheckpointPaths:
     """Local paths for everything :func:`latentsync.load_pipeline` needs for ``version``."""
     spec = get_version(version)
     root = local_checkpoints_dir(checkpoints_dir)
     settings = LocalSettings.read(root)
-    needed = [spec.unet, spec.whisper, *spec.vae]
-    needs_face_weights = settings.face_backend == "face_alignment"
-    if needs_face_weights:
-        needed += spec.face_alignment
-    paths = fetch(needed, root)
+    face_files = _face_files(spec, settings)
+    paths = fetch([spec.unet, spec.whisper, *spec.vae, *face_files], root)
     unet, whisper, vae_config = paths[0], paths[1], paths[2]
     return CheckpointPaths(
         version=spec,
@@ -215,9 +217,21 @@ def resolve_checkpoints(version: str = "1.5", checkpoints_dir: str | os.PathLike
         unet=unet,
         whisper=whisper,
         vae_dir=vae_config.parent,
-        face_weights_dir=paths[-1].parent if needs_face_weights else None,
+        face_weights_dir=paths[-1].parent if face_files else None,
         settings=settings,
     )
+
+
+def resolve_sync_scoring(
+    version: str = "1.5", checkpoints_dir: str | os.PathLike | None = None
+) -> tuple[str, Path | None, Path]:
+    """What scoring a video needs: (face backend name, its weights directory or None, syncnet_v2.model path)."""
+    spec = get_version(version)
+    root = local_checkpoints_dir(checkpoints_dir)
+    settings = LocalSettings.read(root)
+    face_files = _face_files(spec, settings)
+    paths = fetch([*face_files, spec.syncnet_v2], root)  # one call: an error lists everything that is missing
+    return settings.face_backend, paths[0].parent if face_files else None, paths[-1]
 
 
 def resolve_syncnet_v2(version: str = "1.5", checkpoints_dir: str | os.PathLike | None = None) -> Path:

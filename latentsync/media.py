@@ -69,6 +69,7 @@ class MediaInfo:
     audio_codec: str = ""
     audio_sample_rate: int = 0
     audio_channels: int = 0
+    audio_duration: float = 0.0  # seconds of the audio stream as the container declares it (what players show)
 
     @property
     def frames_at_model_fps(self) -> int:
@@ -140,6 +141,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             audio_codec=audio.get("codec_name", "unknown"),
             audio_sample_rate=int(audio.get("sample_rate", 0)),
             audio_channels=int(audio.get("channels", 0)),
+            audio_duration=float(audio["duration"]) if audio.get("duration") not in (None, "N/A") else duration,
         )
     return MediaInfo(**info)
 

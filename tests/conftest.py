@@ -22,3 +22,24 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES_DIR
+
+
+ASSETS_DIR = REPO_ROOT / "assets"
+DEMO_VIDEO = ASSETS_DIR / "demo_video.mp4"
+DEMO_AUDIO = ASSETS_DIR / "demo_speech.wav"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> Path:
+    """A complete checkpoint directory in the official formats with tiny random networks (see latentsync.tiny)."""
+    from latentsync.tiny import write_tiny_checkpoints
+
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("tiny-checkpoints"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_checkpoints):
+    """The pipeline loaded from the tiny checkpoints through the same code path as the real weights (CPU, fp32)."""
+    from latentsync import load_pipeline
+
+    return load_pipeline("1.5", device="cpu", dtype="float32", checkpoints_dir=tiny_checkpoints)

@@ -1,0 +1,100 @@
+"""Command line: ``python -m latentsync --video V --audio A --output O`` (see ``--help``).
+
+Exit codes: 0 success; 2 a problem with the input or the arguments (the message says what to fix); 1 anything
+else (missing weights, out of memory, a bug), reported in one line unless ``--debug`` asks for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from latentsync.errors import CheckpointError, InputError
+
+EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from latentsync.checkpoints import CHECKPOINTS_ENV, VERSIONS
+    from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m latentsync",
+        description="Re-generate the mouth in a face video so that it matches a speech clip (LatentSync).",
+        epilog="Exit codes: 0 success, 1 failure, 2 bad input or arguments.",
+    )
+    parser.add_argument("--video", required=True, type=Path, help="face video (any format ffmpeg reads)")
+    parser.add_argument("--audio", required=True, type=Path,
+                        help="driving speech: an audio file or a video with sound; the output lasts as long as it")
+    parser.add_argument("--output", required=True, type=Path, help="where to write the lip-synced MP4")
+    parser.add_argument("--version", default="1.5", choices=sorted(VERSIONS),
+                        help="model version: 1.5 works on 256 px faces (faster, ~8 GB VRAM), 1.6 on 512 px (sharper, ~18 GB)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                        help=f"DDIM denoising steps (default {DEFAULT_STEPS}; 20-50 is sensible, more is slower)")
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                        help=f"classifier-free guidance scale on the audio (default {DEFAULT_GUIDANCE}; 1.0 turns it off, "
+                             "higher follows the audio more strongly)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help=f"random seed; the same seed and inputs give the same video (default {DEFAULT_SEED})")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1 or cpu (default: cuda if available)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                        help="weights' precision (default auto: float16 on Ampere or newer GPUs, else float32)")
+    parser.add_argument("--checkpoints", type=Path, default=None,
+                        help=f"local directory with the model files (default: ${CHECKPOINTS_ENV}, else the Hugging Face Hub)")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on failure")
+    return parser
+
+
+class TqdmProgress:
+    """One tqdm bar per pipeline stage."""
+
+    def __init__(self) -> None:
+        self.stage, self.bar = None, None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage, self.bar = stage, tqdm(total=total, desc=stage, unit="", leave=True, file=sys.stderr)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    progress = TqdmProgress()
+    try:
+        from latentsync.loading import load_pipeline
+        from latentsync.pipeline import LipSyncOptions
+
+        options = LipSyncOptions(steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
+        options.check()
+        for name in ("video", "audio"):
+            if not getattr(args, name).is_file():
+                raise InputError(f"--{name}: file not found: {getattr(args, name)}")
+        pipeline = load_pipeline(args.version, device=args.device, dtype=args.dtype, checkpoints_dir=args.checkpoints)
+        result = pipeline(args.video, args.audio, args.output, options, progress=progress)
+    except InputError as err:
+        progress.close()
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    except (CheckpointError, RuntimeError, OSError, ValueError) as err:
+        progress.close()
+        if args.debug:
+            raise
+        print(f"failed: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    progress.close()
+    print(f"wrote {result.output}: {result.summary()}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
