@@ -1,0 +1,5 @@
+import sys
+
+from latentsync.sync.cli import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""``python -m latentsync.sync`` on real media with random-weight SyncNet files in the official format."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from latentsync import media
+from latentsync.sync.cli import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, main
+
+from .conftest import DEMO_AUDIO, DEMO_VIDEO, REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def talking_clip(tmp_path_factory):
+    """30 demo frames with 1.2 s of the demo speech muxed in as the clip's own soundtrack."""
+    path = tmp_path_factory.mktemp("sync") / "talk.mp4"
+    audio = media.load_audio(DEMO_AUDIO)[: int(1.2 * media.SAMPLE_RATE)]
+    return media.write_video(path, [media.read_video_frames(DEMO_VIDEO)[:30]], audio=audio)
+
+
+def test_text_and_json_output(talking_clip, tiny_checkpoints, capsys):
+    assert main(["--video", str(talking_clip), "--checkpoints", str(tiny_checkpoints), "--device", "cpu"]) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["offset", "Sync-C", "Sync-D"]
+    assert main(["--video", str(talking_clip), "--audio", str(DEMO_AUDIO), "--json",
+                 "--checkpoints", str(tiny_checkpoints), "--device", "cpu"]) == EXIT_OK  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"offset", "sync_c", "sync_d"}
+    assert -15 <= result["offset"] <= 15 and result["sync_d"] > 0 and result["sync_c"] >= 0
+
+
+def test_video_without_audio_needs_audio(tiny_checkpoints, capsys):
+    assert main(["--video", str(DEMO_VIDEO), "--checkpoints", str(tiny_checkpoints)]) == EXIT_INPUT
+    assert "no audio track" in capsys.readouterr().err
+
+
+def test_no_face_is_exit_2(tmp_path, tiny_checkpoints, capsys):
+    grey = media.write_video(tmp_path / "g.mp4", [np.full((20, 64, 64, 3), 128, np.uint8)])
+    assert main(["--video", str(grey), "--audio", str(DEMO_AUDIO), "--checkpoints", str(tiny_checkpoints)]) == EXIT_INPUT
+    assert "face" in capsys.readouterr().err.lower()
+
+
+def test_missing_weights_is_exit_1(tmp_path, talking_clip, capsys):
+    assert main(["--video", str(talking_clip), "--checkpoints", str(tmp_path)]) == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert "syncnet_v2.model" in err and "s3fd-619a316812.pth" in err  # everything missing, in one message
+
+
+def test_module_entry_point_help():
+    proc = subprocess.run([sys.executable, "-m", "latentsync.sync", "--help"], capture_output=True, text=True,
+                          cwd=REPO_ROOT)  # fmt: skip
+    assert proc.returncode == 0 and "--video" in proc.stdout and "--json" in proc.stdout
