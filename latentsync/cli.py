@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from latentsync.errors import CheckpointError, InputError
@@ -67,33 +68,48 @@ class TqdmProgress:
             self.bar = None
 
 
+def check_files_exist(args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        path = getattr(args, name)
+        if path is not None and not path.is_file():
+            raise InputError(f"--{name}: file not found: {path}")
+
+
+def run_reporting_errors(action: Callable[[], str], debug: bool) -> int:
+    """Run ``action`` (which returns the success message) and map failures to exit codes with one-line messages."""
+    try:
+        message = action()
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    except (CheckpointError, RuntimeError, OSError, ValueError) as err:
+        if debug:
+            raise
+        print(f"failed: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(message)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    progress = TqdmProgress()
-    try:
+
+    def lipsync() -> str:
         from latentsync.loading import load_pipeline
         from latentsync.pipeline import LipSyncOptions
 
         options = LipSyncOptions(steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
         options.check()
-        for name in ("video", "audio"):
-            if not getattr(args, name).is_file():
-                raise InputError(f"--{name}: file not found: {getattr(args, name)}")
+        check_files_exist(args, "video", "audio")
         pipeline = load_pipeline(args.version, device=args.device, dtype=args.dtype, checkpoints_dir=args.checkpoints)
-        result = pipeline(args.video, args.audio, args.output, options, progress=progress)
-    except InputError as err:
-        progress.close()
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_INPUT
-    except (CheckpointError, RuntimeError, OSError, ValueError) as err:
-        progress.close()
-        if args.debug:
-            raise
-        print(f"failed: {err}", file=sys.stderr)
-        return EXIT_FAILURE
-    progress.close()
-    print(f"wrote {result.output}: {result.summary()}")
-    return EXIT_OK
+        progress = TqdmProgress()
+        try:
+            result = pipeline(args.video, args.audio, args.output, options, progress=progress)
+        finally:
+            progress.close()
+        return f"wrote {result.output}: {result.summary()}"
+
+    return run_reporting_errors(lipsync, args.debug)
 
 
 if __name__ == "__main__":

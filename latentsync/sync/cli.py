@@ -13,9 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-from latentsync.errors import CheckpointError, InputError
+from latentsync.cli import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, check_files_exist, run_reporting_errors  # noqa: F401 (re-exported exit codes)
+from latentsync.errors import InputError
 
-EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
 CHUNK_FRAMES = 64
 
 
@@ -57,35 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def score() -> str:
         from latentsync.checkpoints import resolve_sync_scoring
         from latentsync.faces import load_landmark_backend
         from latentsync.loading import default_device
         from latentsync.sync import SyncScorer
 
-        for name in ("video", "audio"):
-            path = getattr(args, name)
-            if path is not None and not path.is_file():
-                raise InputError(f"--{name}: file not found: {path}")
+        check_files_exist(args, "video", "audio")
         device = args.device or default_device()
         backend_name, weights_dir, syncnet_path = resolve_sync_scoring(checkpoints_dir=args.checkpoints)
         backend = load_landmark_backend(backend_name, device=device, weights_dir=weights_dir)
-        scorer = SyncScorer.from_checkpoint(syncnet_path, device)
-        score = score_file(args.video, args.audio, scorer, backend)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_INPUT
-    except (CheckpointError, RuntimeError, OSError, ValueError) as err:
-        if args.debug:
-            raise
-        print(f"failed: {err}", file=sys.stderr)
-        return EXIT_FAILURE
-    if args.json:
-        print(json.dumps({"offset": score.offset, "sync_c": round(score.confidence, 4),
-                          "sync_d": round(score.min_distance, 4)}))  # fmt: skip
-    else:
-        print(f"offset: {score.offset} frames\nSync-C: {score.confidence:.3f}\nSync-D: {score.min_distance:.3f}")
-    return EXIT_OK
+        result = score_file(args.video, args.audio, SyncScorer.from_checkpoint(syncnet_path, device), backend)
+        if args.json:
+            return json.dumps({"offset": result.offset, "sync_c": round(result.confidence, 4),
+                               "sync_d": round(result.min_distance, 4)})  # fmt: skip
+        return f"offset: {result.offset} frames\nSync-C: {result.confidence:.3f}\nSync-D: {result.min_distance:.3f}"
+
+    return run_reporting_errors(score, args.debug)
 
 
 if __name__ == "__main__":
