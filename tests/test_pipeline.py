@@ -194,3 +194,17 @@ def test_sync_scores_before_and_after(tiny_checkpoints, tmp_path):
 def test_sync_scores_need_the_syncnet(tiny_pipeline, tmp_path):
     with pytest.raises(ValueError, match="sync_scores=True"):
         tiny_pipeline(DEMO_VIDEO, DEMO_AUDIO, tmp_path / "o.mp4", LipSyncOptions(score_sync=True))
+
+
+def test_ddim_config_gives_the_reference_timesteps():
+    from diffusers import DDIMScheduler
+
+    from latentsync.pipeline import DDIM_CONFIG
+
+    scheduler = DDIMScheduler.from_config(DDIM_CONFIG)
+    scheduler.set_timesteps(20)
+    assert scheduler.timesteps.tolist() == list(range(951, 0, -50))
+    scheduler.set_timesteps(50)
+    assert scheduler.timesteps.tolist()[:3] == [981, 961, 941] and scheduler.timesteps.tolist()[-1] == 1
+    assert float(scheduler.final_alpha_cumprod) == pytest.approx(0.99915, abs=1e-6)
+    assert float(scheduler.alphas_cumprod[999]) == pytest.approx(0.00466, abs=1e-5)
