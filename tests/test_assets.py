@@ -1,0 +1,46 @@
+"""The demo assets are small, real and reproducible by scripts/make_demo_assets.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from latentsync import media
+
+from .conftest import DEMO_AUDIO, DEMO_VIDEO, REPO_ROOT
+
+MAX_ASSET_BYTES = 400 * 1024
+
+
+def test_demo_video_is_a_short_face_clip():
+    import dlib
+
+    info = media.probe(DEMO_VIDEO)
+    assert info.duration <= 5.0 and info.fps == 25.0 and info.video_codec == "h264"
+    assert DEMO_VIDEO.stat().st_size < MAX_ASSET_BYTES
+    frames = media.read_video_frames(DEMO_VIDEO)
+    detector = dlib.get_frontal_face_detector()
+    assert all(len(detector(frame, 0)) == 1 for frame in frames[::10])  # one real face throughout
+    assert np.abs(frames[0].astype(int) - frames[37]).mean() > 1.0  # the head moves
+
+
+def test_demo_speech_is_16k_mono_speech():
+    info = media.probe(DEMO_AUDIO)
+    assert (info.audio_sample_rate, info.audio_channels) == (16_000, 1)
+    assert 2.0 < info.duration < 5.0 and DEMO_AUDIO.stat().st_size < MAX_ASSET_BYTES
+    audio = media.load_audio(DEMO_AUDIO)
+    assert np.sqrt(np.mean(audio**2)) > 0.02  # not silence
+
+
+@pytest.mark.slow
+def test_assets_script_reproduces_them(tmp_path):
+    subprocess.run([sys.executable, "scripts/make_demo_assets.py", "--out", str(tmp_path)], cwd=REPO_ROOT, check=True,
+                   capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})  # fmt: skip
+    assert media.probe(tmp_path / "demo_video.mp4").num_frames == media.probe(DEMO_VIDEO).num_frames
+    np.testing.assert_array_equal(media.load_audio(tmp_path / "demo_speech.wav"), media.load_audio(DEMO_AUDIO))
+    regenerated = media.read_video_frames(tmp_path / "demo_video.mp4").astype(int)
+    assert np.abs(regenerated - media.read_video_frames(DEMO_VIDEO)).mean() < 1.0
