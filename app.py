@@ -1,0 +1,245 @@
+"""The Gradio Space: a face video and a speech clip in, the lip-synced video out (LatentSync 1.5 / 1.6).
+
+``python app.py`` serves it on http://127.0.0.1:7860. ``--smoke`` (or ``LATENTSYNC_SMOKE=1``) uses tiny
+random models that need no download (outputs are then NOT lip-synced). ``MAX_SECONDS``: longest input
+(default 60 s, 0 = no limit); ``LATENTSYNC_CHECKPOINTS``: a local weights folder instead of the Hub.
+
+The UI is a thin layer: ``lipsync`` (the ``/lipsync`` API endpoint) checks the inputs, then calls the
+one-line ``@spaces.GPU`` wrapper, which runs the package's pipeline. ``import app`` builds the page but
+loads no model and starts no server. On ZeroGPU the GPU step runs in a forked worker, so the models are
+built in the main process before launch (ZeroGPU moves them onto the GPU for each call); elsewhere they are
+built by the first request and reused.
+"""
+
+import spaces  # noqa: I001 -- first: on ZeroGPU it must be imported before torch initialises CUDA
+
+import argparse
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import gradio as gr
+import torch
+
+from latentsync import CheckpointError, InputError
+from latentsync.app_support import DEFAULT_VERSION, MAX_SEED, VERSIONS, AppSettings, LipSyncJob
+from latentsync.app_support import PipelineCache, StageProgress, check_inputs, describe_result, make_options
+from latentsync.app_support import on_zero_gpu, random_seed
+from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+EXAMPLES = [[str(ASSETS / "demo_video.mp4"), str(ASSETS / "demo_speech.wav")]]
+
+# Sliders: the reference app's ranges (guidance 1.0-3.0 by 0.1, steps 10-50). Smoke mode lets steps go
+# down to 1 so that quick checks and the browser test finish fast; real weights blur below ~10 steps.
+GUIDANCE_MIN, GUIDANCE_MAX, GUIDANCE_STEP = 1.0, 3.0, 0.1
+STEPS_RANGE, SMOKE_STEPS_RANGE = (10, 50), (1, 50)
+GPU_CONCURRENCY = 1  # requests on the GPU at once per replica; the others wait in the queue
+QUEUE_SIZE = 32  # requests beyond this many waiting are turned away ("queue full") rather than stalled
+CACHE_CLEANUP = (3600, 3600)  # hourly, delete uploads and results older than an hour from gradio's cache
+
+# The only mutable global: models built on first use per version, then reused by every request.
+PIPELINES = PipelineCache()
+
+CSS = "#smoke-banner {border: 2px solid #d97706; border-radius: 8px; padding: 4px 12px; background: #fef3c7}"
+
+INTRO = """
+# LatentSync lip sync
+
+Give it a video of a face and a speech clip: you get the same video back with the mouth re-drawn to match
+the speech. [LatentSync](https://github.com/bytedance/LatentSync) is ByteDance's audio-conditioned
+latent-diffusion model: a Stable Diffusion VAE and a 3D UNet that, guided by Whisper features of the audio,
+paints the lower half of each aligned face, which is then pasted back into the frame. The output lasts as
+long as the speech; a shorter video is played back and forth.
+"""
+
+TIPS = """
+**Tips for good results:** one clearly visible, roughly frontal face, not too small (at least ~100 px
+wide), mouth not covered; clear speech without music; 25 fps footage works best (other rates are
+resampled). Version 1.6 works on 512 px faces (sharper, about 4x slower), 1.5 on 256 px faces. More steps:
+slightly sharper, slower.
+"""
+
+CREDITS = """
+**Models and licences:** [LatentSync 1.5 / 1.6](https://huggingface.co/ByteDance/LatentSync-1.5) by
+ByteDance (Apache-2.0) · [Whisper](https://github.com/openai/whisper) tiny by OpenAI (MIT) ·
+[sd-vae-ft-mse](https://huggingface.co/stabilityai/sd-vae-ft-mse) by Stability AI (MIT). This app is an
+independent re-implementation (Apache-2.0), not affiliated with ByteDance. Demo face: NASA portrait (public
+domain).
+"""
+
+SMOKE_BANNER = (
+    "⚠️ **Smoke-test mode**: tiny random models stand in for the real weights. Outputs are NOT lip-synced; "
+    "this mode only checks that the app works end to end."
+)
+
+
+# ------------------------------------------------------------------------------------------ the GPU step
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:]
+
+
+@contextmanager
+def shown_to_user() -> Iterator[None]:
+    """Turn the package's errors into ``gr.Error`` messages a person can act on (a client receives them)."""
+    try:
+        yield
+    except InputError as err:
+        raise gr.Error(_sentence(str(err)), title="Please check the input", print_exception=False) from err
+    except CheckpointError as err:
+        raise gr.Error(f"The model files could not be loaded. {err}", title="Model files missing") from err
+    except torch.OutOfMemoryError as err:
+        message = "The GPU ran out of memory: try version 1.5 or a shorter clip."
+        raise gr.Error(message, title="Out of memory") from err
+
+
+def gpu_duration(job: LipSyncJob, progress: gr.Progress | None = None) -> int:
+    """ZeroGPU calls this with the wrapper's own arguments to know how long to reserve the GPU."""
+    return job.gpu_seconds()
+
+
+@spaces.GPU(duration=gpu_duration)  # a no-op off ZeroGPU (spaces 0.51 returns the function unchanged)
+def lipsync_on_gpu(job: LipSyncJob, progress: gr.Progress | None = None):
+    with shown_to_user():  # in the wrapper: on ZeroGPU only gr.Error messages cross the worker boundary
+        return PIPELINES.run(job, StageProgress(progress))
+
+
+# ------------------------------------------------------------------------------------------ the page
+
+
+def build_demo(settings: AppSettings) -> gr.Blocks:
+    """The page and its one API endpoint, ``/lipsync``; queued, so parallel requests wait their turn."""
+    steps_min, steps_max = SMOKE_STEPS_RANGE if settings.smoke else STEPS_RANGE
+    limit = f"up to {settings.max_seconds:g} s" if settings.max_seconds else "any length"
+    with gr.Blocks(title="LatentSync lip sync", delete_cache=CACHE_CLEANUP) as demo:
+        gr.Markdown(INTRO)
+        if settings.smoke:
+            gr.Markdown(SMOKE_BANNER, elem_id="smoke-banner")
+        with gr.Row():
+            with gr.Column():
+                video_in = gr.Video(
+                    label=f"Face video ({limit})", sources=["upload", "webcam"], elem_id="video-in"
+                )
+                audio_in = gr.Audio(
+                    label=f"Driving speech ({limit})", sources=["upload", "microphone"], type="filepath",
+                    elem_id="audio-in",
+                )  # fmt: skip
+                with gr.Accordion("Advanced settings", open=False):
+                    version = gr.Radio(
+                        list(VERSIONS), value=DEFAULT_VERSION, label="Model version",
+                        info="1.5: 256 px faces, faster. 1.6: 512 px faces, sharper, ~4x slower.",
+                    )  # fmt: skip
+                    steps = gr.Slider(
+                        steps_min, steps_max, value=DEFAULT_STEPS, step=1, precision=0,
+                        label="Inference steps",
+                        info="Denoising steps: more is slightly sharper and proportionally slower.",
+                        elem_id="steps",
+                    )  # fmt: skip
+                    guidance = gr.Slider(
+                        GUIDANCE_MIN, GUIDANCE_MAX, value=DEFAULT_GUIDANCE, step=GUIDANCE_STEP,
+                        label="Guidance scale", elem_id="guidance",
+                        info="How strongly the mouth follows the audio; 1.0 turns guidance off (twice as "
+                             "fast), too high distorts the mouth.",
+                    )  # fmt: skip
+                    with gr.Row():
+                        seed = gr.Number(
+                            DEFAULT_SEED, label="Seed", precision=0, minimum=0, maximum=MAX_SEED,
+                            info="Same inputs, settings and seed give the same video.",
+                        )  # fmt: skip
+                        randomize = gr.Checkbox(
+                            False, label="Random seed", info="A new seed each run (shown in the seed box)."
+                        )
+                    score_sync = gr.Checkbox(
+                        False, label="Compute Sync-C scores (before → after)",
+                        info="SyncNet lip-sync confidence of the input and of the result (higher is better); "
+                             "takes a little longer.",
+                    )  # fmt: skip
+                run = gr.Button("Lip sync", variant="primary", elem_id="run")
+            with gr.Column():
+                video_out = gr.Video(
+                    label="Lip-synced video", format="mp4", interactive=False, elem_id="video-out"
+                )
+                summary = gr.Textbox(label="What was done", lines=4, interactive=False, elem_id="summary")
+        # Not cached: caching would run the model at start-up (eagerly) or on the first click (lazily) and
+        # spend ZeroGPU quota on it, and a cached video would ignore the advanced settings. A click only
+        # fills the inputs.
+        gr.Examples(
+            EXAMPLES, inputs=[video_in, audio_in], label="Example: click to fill the inputs",
+            example_labels=["NASA portrait + a short English sentence"], cache_examples=False,
+            api_visibility="private",
+        )  # fmt: skip
+        gr.Markdown(TIPS)
+        gr.Markdown(CREDITS)
+
+        def lipsync(
+            video: str, audio: str, version: str = DEFAULT_VERSION, steps: int = DEFAULT_STEPS,
+            guidance_scale: float = DEFAULT_GUIDANCE, seed: int = DEFAULT_SEED, randomize_seed: bool = False,
+            score_sync: bool = False, progress=gr.Progress(),  # noqa: B008 -- how gradio passes a tracker
+        ):  # fmt: skip
+            """Re-generate the mouth in a face video so that it matches the speech (LatentSync).
+
+            Args:
+                video: face video (mp4, mov, webm...) with one visible, roughly frontal face
+                audio: driving speech (wav, mp3, m4a..., or a video with sound); sets the output length
+                version: model version, "1.5" (256 px faces, faster) or "1.6" (512 px faces, sharper)
+                steps: DDIM denoising steps (default 20)
+                guidance_scale: classifier-free guidance on the audio, 1.0 to 3.0 (default 1.5; 1.0 = off)
+                seed: random seed (default 1247); the same inputs, settings and seed give the same video
+                randomize_seed: if true, ignore seed and draw a new one (returned as the third output)
+                score_sync: if true, also compute SyncNet Sync-C / Sync-D of the input and of the output
+            Returns:
+                the lip-synced MP4, a short text of what was done, the seed used
+            """
+            with shown_to_user():
+                video_seconds, audio_seconds = check_inputs(video, audio, settings.max_seconds)
+                used_seed = random_seed() if randomize_seed else seed
+                options = make_options(steps, guidance_scale, used_seed, score_sync)
+            with tempfile.TemporaryDirectory(prefix="latentsync-app-") as workdir:  # this request's own
+                job = LipSyncJob(
+                    video=video, audio=audio, output=str(Path(workdir) / "lipsync.mp4"), version=version,
+                    options=options, video_seconds=video_seconds, audio_seconds=audio_seconds,
+                    smoke=settings.smoke,
+                )  # fmt: skip
+                result = lipsync_on_gpu(job, progress)
+                # Hand the file to gradio's cache now: gradio would copy it there after we return, when
+                # this folder is gone. It is served from there and deleted with the rest (delete_cache).
+                served = video_out.move_resource_to_block_cache(result.output)
+            return served, describe_result(result, job), used_seed
+
+        run.click(
+            lipsync, inputs=[video_in, audio_in, version, steps, guidance, seed, randomize, score_sync],
+            outputs=[video_out, summary, seed], api_name="lipsync", concurrency_limit=GPU_CONCURRENCY,
+            concurrency_id="gpu",
+        )  # fmt: skip
+    demo.queue(max_size=QUEUE_SIZE)
+    return demo
+
+
+def launch_options() -> dict:
+    """Look-and-feel arguments of ``launch()`` (gradio 6 moved ``theme`` and ``css`` there from Blocks)."""
+    return {"theme": gr.themes.Soft(primary_hue="indigo"), "css": CSS}
+
+
+demo = build_demo(AppSettings.from_env())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the LatentSync Gradio app.")
+    parser.add_argument(
+        "--smoke", action="store_true",
+        help="tiny random models: no download, outputs NOT lip-synced (same as LATENTSYNC_SMOKE=1)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    settings = AppSettings.from_env(smoke=args.smoke)
+    app = build_demo(settings) if args.smoke else demo
+    if on_zero_gpu():  # build the models before the fork: ZeroGPU moves them to the GPU inside each call
+        for version in VERSIONS:
+            PIPELINES.get(version, settings.smoke)
+    app.launch(**launch_options())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""What the Gradio Space (``app.py``) needs besides its widgets: settings, checks, GPU estimate, models.
+
+``app.py`` builds the UI; this module holds the parts that can be tested without a browser or a server, and
+it never imports gradio (``gr.Progress`` is passed in as a plain callable):
+
+* :class:`AppSettings`: the environment knobs (``MAX_SECONDS``, ``LATENTSYNC_SMOKE``).
+* :func:`check_inputs`: cheap ffprobe checks before a GPU is requested (missing input, no sound, too long).
+* :class:`LipSyncJob`: one request as plain, picklable data (ZeroGPU runs the GPU step in a forked worker),
+  with its GPU-time estimate (:func:`gpu_seconds`).
+* :class:`PipelineCache`: pipelines built on first use per (version, smoke), then reused; the app's only
+  mutable global.
+* :class:`StageProgress`: the pipeline's ``(stage, done, total)`` callbacks as ``gr.Progress`` calls.
+* :func:`describe_result`: the short text shown under the output video.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import secrets
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from latentsync import media
+from latentsync.errors import CheckpointError, InputError
+from latentsync.pipeline import FRAMES_PER_CALL, LipSyncOptions, LipSyncResult
+
+VERSIONS = ("1.5", "1.6")
+# 1.5 rather than the reference app's 1.6: a quarter of the latent pixels, so far less GPU time (quota).
+DEFAULT_VERSION = "1.5"
+
+MAX_SECONDS_ENV = "MAX_SECONDS"  # longest input accepted, in seconds; 0 turns the limit off
+SMOKE_ENV = "LATENTSYNC_SMOKE"  # "1": tiny random models written at first use (outputs NOT lip-synced)
+ZERO_GPU_ENV = "SPACES_ZERO_GPU"  # set by Hugging Face on ZeroGPU hardware (the `spaces` package reads it)
+# 60 s of output is 1,500 frames: with 1.5 at 20 steps an estimated ~2 min of an H200 slice (see
+# gpu_seconds), inside ZeroGPU's per-call maximum of a few minutes.
+DEFAULT_MAX_SECONDS = 60.0
+LENGTH_TOLERANCE_SECONDS = 1 / media.VIDEO_FPS  # a "60 s" clip muxed to 60.02 s is still accepted
+MAX_SEED = 2**32 - 1  # seeds drawn by "random seed"; any seed the pipeline accepts can be typed in
+
+# ZeroGPU time estimate. A call is scheduled (and the visitor's quota checked) for the requested duration
+# and aborted when it runs out, so the estimate should be an upper bound, yet low for queue priority. The
+# UNet figures start from the upstream authors' A100 measurement (bytedance/LatentSync issue #16: 10 s of
+# 256 px video, 20 steps with guidance, 28 s of model time = 5.6 ms per frame and step with guidance,
+# 2.8 ms without) scaled to an H200 slice (~1.5x faster); 1.6 works on 4x the latent pixels. Estimates:
+# calibrate them with benchmarks/ on the real hardware.
+GPU_STARTUP_SECONDS = 15.0  # attach the GPU, move the weights into the worker, CUDA warm-up
+UNET_SECONDS_PER_FRAME_STEP = {"1.5": 0.002, "1.6": 0.008}  # one step of one frame, guidance off
+VAE_SECONDS_PER_FRAME = {"1.5": 0.004, "1.6": 0.016}  # two encodes and one decode per frame
+FACE_SECONDS_PER_FRAME = 0.015  # decode, landmarks (on the GPU), warp and paste-back of one frame
+SYNC_SCORE_SECONDS_PER_FRAME = 0.01  # SyncNet crops and embeddings, done twice (input and output)
+ESTIMATE_MARGIN = 1.5  # headroom: a call that runs out of time is lost, a generous one costs priority
+GPU_SECONDS_MIN, GPU_SECONDS_MAX = 30, 300  # ZeroGPU refuses requests longer than a few minutes
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """The app's knobs, read once from the environment (see :meth:`from_env`)."""
+
+    max_seconds: float | None = DEFAULT_MAX_SECONDS  # longest video or speech accepted; None = no limit
+    smoke: bool = False  # tiny random models instead of the real weights, for tests and quick checks
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, smoke: bool = False) -> AppSettings:
+        """``MAX_SECONDS`` (seconds, 0 = no limit; default 60), ``LATENTSYNC_SMOKE`` (or ``smoke=True``)."""
+        environ = os.environ if environ is None else environ
+        raw = environ.get(MAX_SECONDS_ENV, "").strip()
+        max_seconds: float | None = DEFAULT_MAX_SECONDS
+        if raw:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value) or value < 0:
+                rule = "must be a number of seconds >= 0 (0 = no limit)"
+                raise ValueError(f"{MAX_SECONDS_ENV} {rule}, got {raw!r}")
+            max_seconds = value or None
+        return cls(max_seconds=max_seconds, smoke=smoke or _flag(environ.get(SMOKE_ENV)))
+
+
+def on_zero_gpu(environ: Mapping[str, str] | None = None) -> bool:
+    """True on Hugging Face ZeroGPU hardware, where ``@spaces.GPU`` runs each call in a forked worker."""
+    return _flag((os.environ if environ is None else environ).get(ZERO_GPU_ENV))
+
+
+def random_seed() -> int:
+    """A fresh seed for "random seed" (from the OS, so no global generator is touched)."""
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+def make_options(
+    steps: float, guidance_scale: float, seed: float | None, score_sync: bool = False
+) -> LipSyncOptions:
+    """Options from the UI's values (sliders send floats), checked: a bad value raises :class:`InputError`."""
+    if seed is None:
+        raise InputError("Please enter a seed (a whole number) or tick 'Random seed'.")
+    options = LipSyncOptions(steps=int(steps), guidance_scale=float(guidance_scale), seed=int(seed),
+                             score_sync=bool(score_sync))  # fmt: skip
+    options.check()
+    return options
+
+
+# ------------------------------------------------------------------------------------------ input checks
+
+
+def _too_long(what: str, seconds: float, max_seconds: float, advice: str) -> InputError:
+    return InputError(
+        f"The {what} is {seconds:.1f} s long, but this app accepts at most {max_seconds:g} s "
+        f"(setting {MAX_SECONDS_ENV}). {advice}"
+    )
+
+
+def check_inputs(video: str | None, audio: str | None, max_seconds: float | None) -> tuple[float, float]:
+    """Check what can be checked before asking for a GPU; returns (video seconds, audio seconds).
+
+    Raises :class:`InputError` for a missing input, an unreadable file, a video without a picture, audio
+    without sound, or an input longer than ``max_seconds`` (the output lasts as long as the speech, and the
+    face pass may read the whole video, so both count).
+    """
+    if not video:
+        raise InputError("Please add a face video: upload one or record it with the webcam.")
+    if not audio:
+        raise InputError("Please add the speech: upload an audio file or record it with the microphone.")
+    video_info = media.probe(video)
+    if not video_info.has_video:
+        raise InputError(f"{video_info.path.name} has no picture; please upload a video of a face.")
+    audio_info = media.probe(audio)
+    if not audio_info.has_audio:
+        name = audio_info.path.name
+        raise InputError(f"{name} has no sound; please provide speech audio (or a video with sound).")
+    audio_seconds = audio_info.audio_duration or audio_info.duration
+    if max_seconds is not None:
+        if audio_seconds > max_seconds + LENGTH_TOLERANCE_SECONDS:
+            advice = "The output lasts as long as the speech: please trim it and try again."
+            raise _too_long("speech", audio_seconds, max_seconds, advice)
+        if video_info.duration > max_seconds + LENGTH_TOLERANCE_SECONDS:
+            advice = "Please trim it; a video shorter than the speech is looped back and forth."
+            raise _too_long("video", video_info.duration, max_seconds, advice)
+    return video_info.duration, audio_seconds
+
+
+# ------------------------------------------------------------------------------------------ one request
+
+
+def gpu_seconds(version: str, video_seconds: float, audio_seconds: float, options: LipSyncOptions) -> int:
+    """Estimated GPU time of one call, for ``@spaces.GPU(duration=...)``, clamped to what ZeroGPU grants."""
+    frames_out = media.frames_for_duration(audio_seconds)
+    frames_in = media.frames_for_duration(video_seconds)
+    guidance_factor = 2 if options.guidance_scale > 1.0 else 1  # guidance doubles the UNet batch
+    work = frames_out * options.steps * guidance_factor * UNET_SECONDS_PER_FRAME_STEP[version]
+    work += frames_out * VAE_SECONDS_PER_FRAME[version] + (frames_in + frames_out) * FACE_SECONDS_PER_FRAME
+    if options.score_sync:
+        work += 2 * frames_out * SYNC_SCORE_SECONDS_PER_FRAME
+    estimate = GPU_STARTUP_SECONDS + ESTIMATE_MARGIN * work
+    return int(min(max(math.ceil(estimate), GPU_SECONDS_MIN), GPU_SECONDS_MAX))
+
+
+@dataclass(frozen=True)
+class LipSyncJob:
+    """One request, ready for the GPU step; plain data so that it pickles into a ZeroGPU worker."""
+
+    video: str
+    audio: str
+    output: str  # where the MP4 goes (inside the request's own temporary directory)
+    version: str
+    options: LipSyncOptions
+    video_seconds: float
+    audio_seconds: float
+    smoke: bool = False
+
+    def gpu_seconds(self) -> int:
+        return gpu_seconds(self.version, self.video_seconds, self.audio_seconds, self.options)
+
+
+class PipelineCache:
+    """Pipelines by (version, smoke), each built on first use and kept for the life of the process.
+
+    Loading takes seconds to minutes, so it happens once, not per request (the official app reloaded every
+    model on every click). A lock makes concurrent first requests wait for one load instead of loading
+    twice. In smoke mode the tiny checkpoints are written once, into a temporary directory removed when the
+    process exits. Pipelines come with the SyncNet for the optional Sync-C scores (13.6 M parameters), or
+    without it where its weights are missing (a local checkpoints folder without ``syncnet_v2.model``).
+    """
+
+    def __init__(self, loader: Callable[..., Any] | None = None):
+        self._loader = loader  # load_pipeline's signature; None: latentsync.load_pipeline
+        self._pipelines: dict[tuple[str, bool], Any] = {}
+        self._lock = threading.Lock()
+        self._smoke_dir: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def loaded(self) -> tuple[tuple[str, bool], ...]:
+        """Keys of the pipelines built so far."""
+        return tuple(self._pipelines)
+
+    def get(self, version: str, smoke: bool = False):
+        if version not in VERSIONS:
+            raise InputError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
+        with self._lock:
+            key = (version, smoke)
+            if key not in self._pipelines:
+                from latentsync import load_pipeline
+
+                loader = self._loader or load_pipeline
+                # None: $LATENTSYNC_CHECKPOINTS, else the Hugging Face Hub
+                checkpoints = self._smoke_checkpoints() if smoke else None
+                try:
+                    pipeline = loader(version, checkpoints_dir=checkpoints, sync_scores=True)
+                except CheckpointError:  # files are looked up before any model is built: this is quick
+                    pipeline = loader(version, checkpoints_dir=checkpoints)  # raises if more is missing
+                self._pipelines[key] = pipeline
+            return self._pipelines[key]
+
+    def run(self, job: LipSyncJob, progress: Callable[[str, int, int], None] | None = None) -> LipSyncResult:
+        """Run ``job`` with its version's pipeline."""
+        pipeline = self.get(job.version, job.smoke)
+        if job.options.score_sync and getattr(pipeline, "sync_scorer", None) is None:
+            raise InputError(
+                "Sync-C scores are not available here: the SyncNet weights (auxiliary/syncnet_v2.model) "
+                "are missing. Untick 'Compute Sync-C scores' and try again."
+            )
+        return pipeline(job.video, job.audio, job.output, job.options, progress=progress)
+
+    def _smoke_checkpoints(self) -> Path:
+        if self._smoke_dir is None:
+            from latentsync.tiny import write_tiny_checkpoints
+
+            directory = tempfile.TemporaryDirectory(prefix="latentsync-smoke-checkpoints-")
+            write_tiny_checkpoints(directory.name)
+            self._smoke_dir = directory
+        return Path(self._smoke_dir.name)
+
+
+# ------------------------------------------------------------------------------------------ progress, text
+
+
+class StageProgress:
+    """The pipeline's ``(stage, done, total)`` callbacks as ``report((done, total), desc=..., unit=...)``.
+
+    ``report`` is a ``gr.Progress`` in the app. Stages, in order: audio features, analysing faces, lip sync
+    (one step per 16-frame chunk; the MP4 is written as chunks arrive and finished after the last one),
+    sync scores (only when asked for), done.
+    """
+
+    LABELS: ClassVar[dict[str, tuple[str, str]]] = {  # stage -> (description, unit)
+        "audio features": ("Reading the speech (Whisper audio features)", "steps"),
+        "analysing faces": ("Finding the face in every frame", "frames"),
+        "lip sync": (f"Lip sync: diffusion, {FRAMES_PER_CALL} frames per chunk", "chunks"),
+        "sync scores": ("Sync-C scores with SyncNet (input, then output)", "videos"),
+        "done": ("Done", "steps"),
+    }
+
+    def __init__(self, report: Callable[..., Any] | None):
+        self.report = report
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.report is None:
+            return
+        desc, unit = self.LABELS.get(stage, (stage, "steps"))
+        if stage == "lip sync" and total and done >= total:
+            desc, unit = "Encoding the MP4 (H.264 + AAC)", "steps"
+            done, total = 1, 1
+        self.report((done, max(total, 1)), desc=desc, unit=unit)
+
+
+def describe_result(result: LipSyncResult, job: LipSyncJob) -> str:
+    """A few lines on what was done: length, frames, time taken, version, settings, Sync-C when asked."""
+    o = job.options
+    plain = dataclasses.replace(result, sync_before=None, sync_after=None)  # scores get their own line
+    steps = f"{o.steps} step{'s' if o.steps != 1 else ''}"
+    lines = [
+        f"LatentSync {job.version}: {plain.summary()}.",
+        f"Settings: {steps}, guidance {o.guidance_scale:g}, seed {o.seed}.",
+    ]
+    before, after = result.sync_before, result.sync_after
+    if before is not None and after is not None:
+        lines.append(
+            f"Sync-C before {before.confidence:.2f} → after {after.confidence:.2f} (higher is better); "
+            f"Sync-D {before.min_distance:.2f} → {after.min_distance:.2f} (lower is better)."
+        )
+    if job.smoke:
+        lines.append("Smoke-test mode: tiny random models, so the mouth is NOT lip-synced.")
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""The app in a real browser: headless Chromium (Debian's) drives the smoke-mode page as a person would."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # set before gradio is imported: no calls home
+
+import pytest
+
+from latentsync.app_support import AppSettings
+
+from .conftest import REPO_ROOT
+from .test_app import serve
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The machine has no network: without these, Chromium keeps trying (and failing) to reach Google's services.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+SCREENSHOT = REPO_ROOT / "test-artifacts" / "app_browser.png"
+RUN_TIMEOUT_MS = 300_000  # the demo clip (98 frames) through the tiny models on 2 busy CPU cores
+
+
+@pytest.fixture(scope="module")
+def page_url():
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with serve(AppSettings(smoke=True)) as url:
+        yield url
+
+
+def test_example_to_lipsynced_video_in_chromium(page_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(page_url, wait_until="domcontentloaded")
+            banner = page.locator("#smoke-banner")
+            expect(banner).to_contain_text("Outputs are NOT lip-synced", timeout=60_000)
+
+            # The example fills both inputs (the audio player shows a download link to the file).
+            page.get_by_text("NASA portrait + a short English sentence").click()
+            video_in, audio_link = page.locator("#video-in video"), page.locator("#audio-in a[href]").first
+            expect(video_in).to_have_attribute("src", re.compile(r"demo_video\.mp4$"), timeout=30_000)
+            expect(audio_link).to_have_attribute("href", re.compile(r"demo_speech\.wav$"), timeout=30_000)
+
+            # The quickest settings: the fewest steps, guidance off.
+            page.get_by_text("Advanced settings").click()
+            for slider, value in (("#steps", "1"), ("#guidance", "1")):
+                box = page.locator(f"{slider} input[type=number]")
+                box.fill(value)
+                box.press("Enter")
+                expect(box).to_have_value(value)
+
+            page.locator("#run").click()
+            video_out = page.locator("#video-out video")
+            expect(video_out).to_have_attribute("src", re.compile(r"lipsync\.mp4$"), timeout=RUN_TIMEOUT_MS)
+            summary = page.locator("#summary textarea")
+            expect(summary).to_have_value(re.compile(r"^LatentSync 1\.5: 98 frames \(3\.92 s at 25 fps\)"))
+            assert "Settings: 1 step, guidance 1, seed 1247." in summary.input_value()
+            assert "NOT lip-synced" in summary.input_value()
+
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            expect(banner).to_be_visible()
+        finally:
+            browser.close()
