@@ -20,14 +20,33 @@ TINY_RESOLUTION = 256  # the real 1.5 face geometry (210x280 crop, 32x32 latents
 TINY_FACE_BACKEND = "dlib"
 
 
-def write_random_syncnet_v2(path: str | Path, seed: int = 0) -> Path:
-    """The original SyncNet (full size, 13.6 M parameters: it is small) with random weights, as a plain state_dict."""
+def random_syncnet_v2_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """``syncnet_v2.model``-shaped random weights, well scaled (BatchNorm variances positive, scales near 1)."""
     from latentsync.sync.syncnet import SyncNetV2
 
-    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.device("meta"):
+        shapes = {name: t.shape for name, t in SyncNetV2().state_dict().items()}
+    state = {}
+    for name, shape in shapes.items():
+        if name.endswith("num_batches_tracked"):
+            state[name] = torch.zeros(shape, dtype=torch.long)
+        elif name.endswith("running_var"):
+            state[name] = torch.rand(shape, generator=generator) + 0.5
+        elif len(shape) > 1:  # conv / linear weights: keep activations at their input scale
+            state[name] = torch.randn(shape, generator=generator) / shape[1:].numel() ** 0.5
+        elif name.endswith("weight"):  # BatchNorm scales near 1, so signals neither vanish nor blow up
+            state[name] = 1 + 0.1 * torch.randn(shape, generator=generator)
+        else:
+            state[name] = 0.1 * torch.randn(shape, generator=generator)
+    return state
+
+
+def write_random_syncnet_v2(path: str | Path, seed: int = 0) -> Path:
+    """The original SyncNet (full size, 13.6 M parameters: it is small) with random weights, as a plain state_dict."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(SyncNetV2().state_dict(), path)
+    torch.save(random_syncnet_v2_state_dict(seed), path)
     return path
 
 

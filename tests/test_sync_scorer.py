@@ -15,35 +15,15 @@ from latentsync.sync.mfcc import SAMPLES_PER_FRAME
 from latentsync.sync.scorer import SyncScorer
 from latentsync.sync.scoring import score_embeddings
 from latentsync.sync.syncnet import SyncNetV2
+from latentsync.tiny import write_random_syncnet_v2
 
 N_FRAMES = 16  # 11 scored windows: enough for several batches of 4 and chunk boundaries at 7 and 14
 BATCH = 4
 
 
-def random_state_dict(seed: int) -> dict[str, torch.Tensor]:
-    """syncnet_v2.model-shaped random weights (same recipe as tests/test_sync_syncnet.py)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.device("meta"):
-        shapes = {name: t.shape for name, t in SyncNetV2().state_dict().items()}
-    state = {}
-    for name, shape in shapes.items():
-        if name.endswith("num_batches_tracked"):
-            state[name] = torch.zeros(shape, dtype=torch.long)
-        elif name.endswith("running_var"):
-            state[name] = torch.rand(shape, generator=generator) + 0.5
-        elif len(shape) > 1:
-            state[name] = torch.randn(shape, generator=generator) / shape[1:].numel() ** 0.5
-        elif name.endswith("weight"):  # BatchNorm scales near 1, so signals neither vanish nor blow up
-            state[name] = 1 + 0.1 * torch.randn(shape, generator=generator)
-        else:
-            state[name] = 0.1 * torch.randn(shape, generator=generator)
-    return state
-
-
 @pytest.fixture(scope="module")
 def scorer(tmp_path_factory: pytest.TempPathFactory) -> SyncScorer:
-    path = tmp_path_factory.mktemp("sync") / "syncnet_v2.model"
-    torch.save(random_state_dict(seed=0), path)
+    path = write_random_syncnet_v2(tmp_path_factory.mktemp("sync") / "syncnet_v2.model", seed=0)
     return SyncScorer.from_checkpoint(path, device="cpu", dtype=torch.float32, batch_size=BATCH)
 
 

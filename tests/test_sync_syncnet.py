@@ -9,28 +9,9 @@ import torch
 
 from latentsync.errors import CheckpointError
 from latentsync.sync.syncnet import SyncNetV2, load_syncnet_v2
+from latentsync.tiny import random_syncnet_v2_state_dict
 
 EXPECTED_PARAMETERS = 13_631_616  # reference README, syncnet_v2_keys.tsv entry
-
-
-def random_state_dict(seed: int) -> dict[str, torch.Tensor]:
-    """A syncnet_v2.model-shaped state_dict with random, well-scaled values (BN variances positive)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.device("meta"):
-        shapes = {name: t.shape for name, t in SyncNetV2().state_dict().items()}
-    state = {}
-    for name, shape in shapes.items():
-        if name.endswith("num_batches_tracked"):
-            state[name] = torch.zeros(shape, dtype=torch.long)
-        elif name.endswith("running_var"):
-            state[name] = torch.rand(shape, generator=generator) + 0.5
-        elif len(shape) > 1:  # conv / linear weights: keep activations at their input scale
-            state[name] = torch.randn(shape, generator=generator) / shape[1:].numel() ** 0.5
-        elif name.endswith("weight"):  # BatchNorm scales near 1, so signals neither vanish nor blow up
-            state[name] = 1 + 0.1 * torch.randn(shape, generator=generator)
-        else:
-            state[name] = 0.1 * torch.randn(shape, generator=generator)
-    return state
 
 
 def test_state_dict_names_and_shapes_equal_the_official_manifest(fixtures_dir: Path) -> None:
@@ -50,7 +31,7 @@ def test_parameter_count() -> None:
 
 
 def test_strict_load_of_an_official_format_file(tmp_path: Path) -> None:
-    state = random_state_dict(seed=0)
+    state = random_syncnet_v2_state_dict(seed=0)
     path = tmp_path / "syncnet_v2.model"
     torch.save(state, path)
     model = load_syncnet_v2(path, device="cpu", dtype=torch.float64)
@@ -65,7 +46,7 @@ def test_strict_load_of_an_official_format_file(tmp_path: Path) -> None:
 
 def test_embeddings_have_the_right_shapes_and_depend_on_the_input(tmp_path: Path) -> None:
     path = tmp_path / "syncnet_v2.model"
-    torch.save(random_state_dict(seed=1), path)
+    torch.save(random_syncnet_v2_state_dict(seed=1), path)
     model = load_syncnet_v2(path)
     generator = torch.Generator().manual_seed(0)
     mfcc = 20 * torch.randn(2, 1, 13, 20, generator=generator)
@@ -91,7 +72,7 @@ def test_embedding_input_shapes_are_checked() -> None:
 
 
 def test_renamed_key_raises_checkpoint_error(tmp_path: Path) -> None:
-    state = random_state_dict(seed=2)
+    state = random_syncnet_v2_state_dict(seed=2)
     state["netcnnlip.0.weight_renamed"] = state.pop("netcnnlip.0.weight")
     path = tmp_path / "bad.model"
     torch.save(state, path)
@@ -100,7 +81,7 @@ def test_renamed_key_raises_checkpoint_error(tmp_path: Path) -> None:
 
 
 def test_wrong_shape_raises_checkpoint_error(tmp_path: Path) -> None:
-    state = random_state_dict(seed=3)
+    state = random_syncnet_v2_state_dict(seed=3)
     state["netfcaud.3.weight"] = torch.zeros(512, 512)  # a 512-d head, not the v2 1024-d one
     path = tmp_path / "bad.model"
     torch.save(state, path)
