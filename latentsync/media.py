@@ -70,11 +70,12 @@ class MediaInfo:
     audio_sample_rate: int = 0
     audio_channels: int = 0
     audio_duration: float = 0.0  # seconds of the audio stream as the container declares it (what players show)
+    video_duration: float = 0.0  # seconds of the video stream (a file's audio may run longer than its picture)
 
     @property
     def frames_at_model_fps(self) -> int:
-        """How many frames :func:`iter_video_frames` yields: the duration sampled at 25 fps."""
-        return round(self.duration * VIDEO_FPS)
+        """How many frames :func:`iter_video_frames` yields: the video stream's duration sampled at 25 fps."""
+        return round((self.video_duration or self.duration) * VIDEO_FPS)
 
 
 def _ratio(text: str | None) -> float:
@@ -135,6 +136,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             variable_fps=bool(avg and base and abs(avg - base) > 0.01),
             num_frames=int(nb) if nb and nb != "N/A" else round(video_duration * (avg or base)),
             video_codec=video.get("codec_name", "unknown"),
+            video_duration=video_duration,
         )
     if audio is not None:
         info.update(

@@ -198,8 +198,11 @@ class LipSyncPipeline:
             matrices = np.full((track.num_frames, 2, 3), np.nan, np.float32)
             matrices[track.valid] = estimate_affines(anchor_points(track.landmarks[track.valid]), self.resolution)
             # 5. Pass 2: generate and write, 16 frames at a time.
-            source = copy_path if looped else Path(video)
-            source_info = media.probe(source) if looped else info
+            # (If the container overstated the length, no copy was made: seek in the original, exact when it is
+            # constant 25 fps and close otherwise.)
+            use_copy = looped and copy_path is not None
+            source = copy_path if use_copy else Path(video)
+            source_info = media.probe(source) if use_copy else info
             frames = _batched(_frames_in_schedule(source, schedule, source_info), FRAMES_PER_CALL)
             generated = self._generate(frames, schedule, track.valid, matrices, features, options, progress)
             with media.VideoWriter(output, width=info.width, height=info.height, audio=audio) as writer:

@@ -208,3 +208,15 @@ def test_ddim_config_gives_the_reference_timesteps():
     assert scheduler.timesteps.tolist()[:3] == [981, 961, 941] and scheduler.timesteps.tolist()[-1] == 1
     assert float(scheduler.final_alpha_cumprod) == pytest.approx(0.99915, abs=1e-6)
     assert float(scheduler.alphas_cumprod[999]) == pytest.approx(0.00466, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_video_whose_soundtrack_outlasts_the_picture_still_loops_exactly(tiny_pipeline, tmp_path):
+    # 12 frames of picture in a file whose own audio track lasts 3 s: the container says 3 s.
+    video = tmp_path / "short_picture.mp4"
+    ffmpeg("-i", str(cut_video(tmp_path / "v.mp4", 12)), "-i", str(DEMO_AUDIO), "-map", "0:v", "-map", "1:a",
+           "-t", "3", "-c:v", "copy", "-c:a", "aac", str(video))  # fmt: skip
+    info = media.probe(video)
+    assert info.duration > 2.5 and info.frames_at_model_fps == 12
+    result = tiny_pipeline(video, speech(tmp_path / "a.wav", 0.8), tmp_path / "o.mp4", LipSyncOptions(steps=1))
+    assert result.looped and result.source_frames == 12 and result.num_frames == 20
