@@ -189,7 +189,8 @@ class LipSyncPipeline:
             features = self.audio_encoder.encode(waveform)  # (L, 5, d)
             progress("audio features", 1, 1)
             # 3. Pass 1: find the face in every frame (and keep a 25 fps copy if the video will loop).
-            may_loop = info.frames_at_model_fps <= num_frames + 2
+            # Only when the video looks shorter than the audio; an estimate off by a frame falls back to seeking.
+            may_loop = info.frames_at_model_fps < num_frames
             copy_path = Path(workdir) / "frames25.mp4" if may_loop else None
             track = self._track_faces(Path(video), info, num_frames, copy_path, progress)
             # 4. Which source frame each output frame shows, and the alignment of every source frame.
