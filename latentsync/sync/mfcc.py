@@ -3,7 +3,7 @@
 The official scorer reads a 16 kHz mono int16 wav and calls ``python_speech_features.mfcc(audio, 16000)``
 with every default (25 ms rectangular window, 10 ms step, 26 filters, 512-point FFT, pre-emphasis 0.97,
 lifter 22, 13 coefficients with c0 replaced by log energy) on the raw int16 values, without normalisation.
-We call the same library so the features match bit for bit (see tests/test_sync_mfcc.py).
+We call the same library so the features match to float64 rounding (see tests/test_sync_mfcc.py).
 """
 
 from __future__ import annotations
