@@ -1,10 +1,15 @@
 """Video and audio I/O at the model's rates: 25 fps RGB frames in chunks, 16 kHz mono float32 audio, H.264/AAC MP4 out.
 
-Why the ffmpeg command-line tools (Debian's ``ffmpeg`` package, listed in ``packages.txt`` for Spaces) rather than a
-binding: they decode every container and codec users upload, apply rotation metadata by default, resample frame rate
-with the ``fps`` filter (drop/duplicate by timestamp, the reference behaviour) and ship libx264 + the native AAC
-encoder, while PyAV's wheels are LGPL builds without libx264. We stream raw frames through pipes, so memory stays
-bounded, and call the tools with argument lists (never a shell), putting their stderr in any error we raise.
+Why the ffmpeg command-line tools rather than a Python binding such as PyAV (whose current wheels would do: they
+bundle their own FFmpeg, configured with ``--enable-gpl --enable-libx264``): on Spaces the tools come from Debian's
+``ffmpeg`` package (listed in ``packages.txt``), so there is no compiled extension to keep in step with the Python
+version and no second copy of FFmpeg beside the system's, and the binaries we call are the ones a person can run to
+reproduce a problem. The CLI also does by default what we need: it decodes every container and codec users
+upload, applies rotation metadata, resamples the frame rate with the ``fps`` filter (drop/duplicate by timestamp,
+the reference behaviour) and encodes with libx264 + the native AAC encoder. Its stderr, at ``-v error``, is a
+readable account of what went wrong, which we put in the errors we raise (a corrupt stream shows up there even
+when ffmpeg exits 0). We stream raw frames through pipes, so memory stays bounded, and call the tools with
+argument lists (never a shell).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -30,6 +36,19 @@ DEFAULT_CHUNK_FRAMES = 64  # frames per chunk when streaming (64 Ã— 1080p RGB â‰
 H264_CRF = 18  # visually lossless for talking heads; the reference's final mux also uses CRF 18
 AAC_BITRATE = "160k"
 _STDERR_TAIL = 1500  # characters of a tool's stderr kept in an error message
+# A read that ends this far short of the frames the stream's duration promises means a truncated file (container
+# durations are often a frame or two off, and a track may end a little before the container, so be generous).
+TRUNCATION_TOLERANCE_SECONDS = 1.0
+TRUNCATION_TOLERANCE_FRACTION = 0.1
+# Seeking with -ss starts this much before the first wanted frame, so that the frame shown at that 25 fps slot
+# (the last source frame at or before it) is decoded too; exact unless a source frame lasts longer than this.
+SEEK_MARGIN_SECONDS = 1.0
+# Demuxers whose -ss lands on a keyframe at or before the target (they have an index). Others (MPEG-TS/PS, raw
+# streams) may land mid-GOP, where decoding yields nothing or errors, so there we decode from the start instead.
+SEEKABLE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi"})
+# A single picture that ffmpeg will happily "play": image demuxers, or one frame of an image codec in any container.
+IMAGE_CODECS = frozenset({"png", "mjpeg", "jpeg2000", "jpegls", "jpegxl", "webp", "gif", "bmp", "tiff", "qoi"})
+MAX_AUDIO_CHANNELS = 8  # an (n, c) audio array with more "channels" than this is surely (channels, n) by mistake
 
 
 def _tool(name: str) -> str:
@@ -71,6 +90,11 @@ class MediaInfo:
     audio_channels: int = 0
     audio_duration: float = 0.0  # seconds of the audio stream as the container declares it (what players show)
     video_duration: float = 0.0  # seconds of the video stream (a file's audio may run longer than its picture)
+    format_name: str = ""  # ffprobe's demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2" or "mpegts"
+    start_time: float = 0.0  # seconds: the file's first timestamp (MPEG-TS often starts at 1.4 s); -ss counts from here
+    video_start: float | None = None  # seconds: the video stream's first timestamp (None: raw streams have none)
+    still_image: bool = False  # a picture (PNG, JPEG...), whatever the file is called: not a video
+    empty_video: bool = False  # the container declares a video stream with no frames at all
 
     @property
     def frames_at_model_fps(self) -> int:
@@ -85,6 +109,21 @@ def _ratio(text: str | None) -> float:
     return float(num) / float(den or 1) if float(den or 1) else 0.0
 
 
+def _seconds(text: str | None) -> float | None:
+    """A duration or timestamp field of ffprobe's JSON, or None when it is absent."""
+    return float(text) if text not in (None, "", "N/A") else None
+
+
+def _tag_seconds(tags: dict) -> float | None:
+    """Matroska's per-track ``DURATION`` tag ("00:00:04.000000000"), the only per-stream length mkv/webm give."""
+    text = next((v for k, v in tags.items() if k.upper() == "DURATION"), None)
+    try:
+        hours, minutes, seconds = text.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except (AttributeError, ValueError):
+        return None
+
+
 def _rotation(stream: dict) -> int:
     angle = 0.0
     for side in stream.get("side_data_list", []):
@@ -95,8 +134,23 @@ def _rotation(stream: dict) -> int:
     return int(round(angle)) % 360
 
 
+def _count_packets(path: Path, stream_index: int) -> int | None:
+    """Packets of one stream, by demuxing the whole file (fast: nothing is decoded); None if ffprobe cannot."""
+    cmd = [_tool("ffprobe"), "-v", "error", "-select_streams", str(stream_index), "-count_packets",
+           "-show_entries", "stream=nb_read_packets", "-print_format", "json", str(path)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True)
+    try:
+        return int(json.loads(proc.stdout)["streams"][0]["nb_read_packets"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
 def probe(path: str | os.PathLike) -> MediaInfo:
-    """Describe a media file; raises :class:`InputError` when it is missing or not a readable media file."""
+    """Describe a media file; raises :class:`InputError` when it is missing or not a readable media file.
+
+    A file can be described and still be unusable as a video (a still image, an empty video stream):
+    :func:`check_video` says so, and every reader here calls it.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"File not found: {path}")
@@ -115,37 +169,70 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     if video is None and audio is None:
         raise InputError(f"{path.name} contains no video or audio stream.")
-    durations = [float(s["duration"]) for s in streams if s.get("duration") not in (None, "N/A")]
-    fmt_duration = data.get("format", {}).get("duration")
-    duration = float(fmt_duration) if fmt_duration not in (None, "N/A") else max(durations, default=0.0)
+    fmt = data.get("format", {})
+    durations = [d for d in (_seconds(s.get("duration")) for s in streams) if d is not None]
+    fmt_duration = _seconds(fmt.get("duration"))
+    duration = fmt_duration if fmt_duration is not None else max(durations, default=0.0)
+    format_name = fmt.get("format_name", "")
 
-    info: dict = dict(path=path, duration=duration, has_video=video is not None, has_audio=audio is not None)
+    info: dict = dict(path=path, duration=duration, has_video=video is not None, has_audio=audio is not None,
+                      format_name=format_name, start_time=_seconds(fmt.get("start_time")) or 0.0)  # fmt: skip
     if video is not None:
         rotation = _rotation(video)
         width, height = int(video.get("width", 0)), int(video.get("height", 0))
         if rotation in (90, 270):
             width, height = height, width
         avg, base = _ratio(video.get("avg_frame_rate")), _ratio(video.get("r_frame_rate"))
-        video_duration = float(video["duration"]) if video.get("duration") not in (None, "N/A") else duration
+        declared_duration = _seconds(video.get("duration"))
+        if declared_duration is None:
+            declared_duration = _tag_seconds(video.get("tags", {}))
+        video_duration = declared_duration if declared_duration is not None else duration
         nb = video.get("nb_frames")
+        num_frames = int(nb) if nb not in (None, "", "N/A") else None
+        if not avg and video_duration > 0:
+            # Matroska gives no average rate for variable-rate video: count the frames (packets) instead.
+            num_frames = num_frames if num_frames is not None else _count_packets(path, int(video["index"]))
+            avg = num_frames / video_duration if num_frames else 0.0
+        codec = video.get("codec_name", "unknown")
         info.update(
             width=width,
             height=height,
             rotation=rotation,
             fps=avg or base,
             variable_fps=bool(avg and base and abs(avg - base) > 0.01),
-            num_frames=int(nb) if nb and nb != "N/A" else round(video_duration * (avg or base)),
-            video_codec=video.get("codec_name", "unknown"),
+            num_frames=num_frames if num_frames is not None else round(video_duration * (avg or base)),
+            video_codec=codec,
             video_duration=video_duration,
+            video_start=_seconds(video.get("start_time")),
+            still_image=format_name == "image2" or format_name.endswith("_pipe") or (codec in IMAGE_CODECS and nb == "1"),
+            empty_video=num_frames == 0 or (num_frames is None and declared_duration == 0),
         )
     if audio is not None:
         info.update(
             audio_codec=audio.get("codec_name", "unknown"),
             audio_sample_rate=int(audio.get("sample_rate", 0)),
             audio_channels=int(audio.get("channels", 0)),
-            audio_duration=float(audio["duration"]) if audio.get("duration") not in (None, "N/A") else duration,
+            audio_duration=_seconds(audio.get("duration")) or _tag_seconds(audio.get("tags", {})) or duration,
         )
     return MediaInfo(**info)
+
+
+def check_video(info: MediaInfo) -> MediaInfo:
+    """Raise :class:`InputError` unless ``info`` describes a video that can be read frame by frame; returns it.
+
+    Catches what :func:`probe` describes without complaint: no video stream, a still image (a PNG or JPEG, perhaps
+    renamed ``.mp4``), a video stream without a frame size or without any frames.
+    """
+    name = info.path.name
+    if not info.has_video:
+        raise InputError(f"{name} has no video stream; please upload a video of a face.")
+    if info.still_image:
+        raise InputError(f"{name} is a still image, not a video; please upload a video of a face (e.g. an MP4).")
+    if info.width <= 0 or info.height <= 0:
+        raise InputError(f"{name}: the video stream has no frame size (unsupported or corrupt codec).")
+    if info.empty_video:
+        raise InputError(f"{name} contains no video frames (its video stream is empty); please upload a video that plays.")
+    return info
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -153,12 +240,43 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 
 
 def _require_video(path: str | os.PathLike) -> MediaInfo:
-    info = probe(path)
-    if not info.has_video:
-        raise InputError(f"{info.path.name} has no video stream; please upload a video of a face.")
-    if info.width <= 0 or info.height <= 0:
-        raise InputError(f"{info.path.name}: the video stream has no frame size (unsupported or corrupt codec).")
-    return info
+    return check_video(probe(path))
+
+
+def _first_error_line(stderr: bytes) -> str:
+    """ffmpeg's first complaint, without the "@ 0x55d0..." object addresses that mean nothing to a person."""
+    for line in stderr.decode("utf-8", "replace").splitlines():
+        if line.strip():
+            return re.sub(r" @ 0x[0-9a-f]+\]", "]", line.strip())
+    return ""
+
+
+def _video_command(path: str | os.PathLike, info: MediaInfo, start: int, count: int | None) -> list[str]:
+    """The ffmpeg command that writes frames ``start, start + 1...`` of the 25 fps timeline as raw RGB to stdout.
+
+    The 25 fps grid must not depend on where decoding starts. The ``fps`` filter rounds every timestamp to a slot
+    counted from its ``start_time``, so we keep the original timestamps (``-copyts``) and anchor the grid at the
+    file's first timestamp in every read (slot 0 is the file's start, so a picture that starts after the sound is
+    padded with its first frame and stays in sync with it). A seek (``-ss``, a margin before the wanted frame) then
+    only changes which frames reach the filter, which pads the slots before the first of them with it, and ``trim``
+    drops the first ``start`` slots inside ffmpeg (cheap: padded slots are references, never converted to RGB).
+    Containers without a seek index, and streams without timestamps, are decoded from the start (slower, equally
+    exact: the same frames go through the same filter).
+    """
+    cmd = [_tool("ffmpeg"), "-nostdin", "-v", "error"]
+    vf = f"fps={VIDEO_FPS}"
+    if info.video_start is not None:
+        cmd += ["-copyts"]
+        vf += f":start_time={info.start_time:.6f}"
+        seek = start / VIDEO_FPS - SEEK_MARGIN_SECONDS  # -ss counts from the file's start, as the grid does
+        if start and seek > 0 and info.format_name in SEEKABLE_FORMATS:
+            cmd += ["-ss", f"{seek:.6f}"]
+    if start:
+        vf += f",trim=start_frame={start}"
+    cmd += ["-i", str(path), "-map", "0:v:0", "-vf", vf, "-pix_fmt", "rgb24", "-f", "rawvideo"]
+    if count is not None:
+        cmd += ["-frames:v", str(count)]
+    return cmd + ["-"]
 
 
 def iter_video_frames(
@@ -173,22 +291,26 @@ def iter_video_frames(
 
     Frames are dropped or duplicated by timestamp (ffmpeg's ``fps`` filter) and rotation metadata is applied, so a
     phone video comes out upright. ``start``/``count`` select frames ``[start, start + count)`` of the 25 fps
-    timeline (exact for constant-frame-rate files such as the ones :class:`VideoWriter` writes). At most one chunk is
-    held in memory. Raises :class:`InputError` for unreadable files and videos that decode to no frames.
+    timeline: exactly those of a full read for constant-frame-rate files of any rate and start time, and for
+    variable-rate ones unless a single source frame lasts longer than ``SEEK_MARGIN_SECONDS`` (in MPEG-TS and
+    other containers without a seek index, ``start`` decodes from the beginning). ``count=0`` yields nothing.
+    At most one chunk is held in memory.
+
+    Raises :class:`InputError` for unreadable files, still images, videos that decode to no frames, and, once
+    the stream ends, for decoding errors that ffmpeg reports (it exits 0 on corrupt data and returns damaged
+    frames) and for files that end far short of the length they declare (truncated uploads).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    info = info or _require_video(path)
-    width, height = info.width, info.height
-    cmd = [_tool("ffmpeg"), "-nostdin", "-v", "error"]
-    if start:
-        cmd += ["-ss", f"{start / VIDEO_FPS:.6f}"]
-    cmd += ["-i", str(path), "-map", "0:v:0", "-vf", f"fps={VIDEO_FPS}", "-pix_fmt", "rgb24", "-f", "rawvideo"]
-    if count is not None:
-        cmd += ["-frames:v", str(count)]
-    cmd += ["-"]
+    if start < 0 or (count is not None and count < 0):
+        raise ValueError(f"start and count must be >= 0, got start={start}, count={count}")
+    info = check_video(info or probe(path))
+    if count == 0:
+        return
+    name, width, height = info.path.name, info.width, info.height
     frame_bytes = width * height * 3
     with tempfile.TemporaryFile() as stderr_file:
+        cmd = _video_command(path, info, start, count)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file, bufsize=frame_bytes)
         yielded = 0
         try:
@@ -208,15 +330,35 @@ def iter_video_frames(
             proc.stdout.close()
         stderr_file.seek(0)
         stderr = stderr_file.read()
+    if yielded == 0 and start == 0 and (returncode == 0 or b"after EOF" in stderr):
+        # ffmpeg's "Cannot determine format of input stream 0:0 after EOF": the decoder never produced a picture.
+        detail = f" (ffmpeg: {_first_error_line(stderr)})" if stderr.strip() else ""
+        raise InputError(f"{name} contains no decodable video frames{detail}; please upload a video that plays.")
     if returncode != 0:
-        raise InputError(f"Could not decode the video in {info.path.name} (corrupt or unsupported codec): {_tail(stderr)}")
-    if yielded == 0 and start == 0:
-        raise InputError(f"{info.path.name} contains no decodable video frames.")
+        raise InputError(f"Could not decode the video in {name} (corrupt or unsupported codec): {_tail(stderr)}")
+    if stderr.strip():
+        raise InputError(
+            f"{name} looks truncated or corrupt: ffmpeg reported errors while decoding it, the first being "
+            f"\"{_first_error_line(stderr)}\". Please re-export or re-upload the complete video."
+        )
+    expected, reached = info.frames_at_model_fps, start + yielded
+    tolerance = max(TRUNCATION_TOLERANCE_SECONDS * VIDEO_FPS, TRUNCATION_TOLERANCE_FRACTION * expected)
+    if (count is None or yielded < count) and expected - reached > tolerance:
+        raise InputError(
+            f"{name} looks truncated or corrupt: it declares {expected / VIDEO_FPS:.2f} s of video but only "
+            f"{reached / VIDEO_FPS:.2f} s decode. Please upload the complete file."
+        )
 
 
 def read_video_frames(path: str | os.PathLike, *, max_frames: int | None = None) -> np.ndarray:
-    """All frames of a short clip as one ``(N, H, W, 3)`` uint8 RGB array at 25 fps (see :func:`iter_video_frames`)."""
-    chunks = list(iter_video_frames(path, count=max_frames))
+    """All frames of a short clip as one ``(N, H, W, 3)`` uint8 RGB array at 25 fps (see :func:`iter_video_frames`).
+
+    ``max_frames=0`` gives an empty ``(0, H, W, 3)`` array (the file is still checked).
+    """
+    info = _require_video(path)
+    chunks = list(iter_video_frames(path, count=max_frames, info=info))
+    if not chunks:
+        return np.empty((0, info.height, info.width, 3), np.uint8)
     return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
 
@@ -244,14 +386,47 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
 # Writing
 
 
+def _audio_samples(audio: np.ndarray) -> np.ndarray:
+    """``audio`` as float32 ``(samples, channels)``; a 1-D array is mono."""
+    audio = np.asarray(audio, np.float32)
+    if audio.ndim == 1:
+        audio = audio[:, None]
+    if audio.ndim != 2 or not 1 <= audio.shape[1] <= MAX_AUDIO_CHANNELS:
+        raise ValueError(
+            f"audio must be mono (samples,) or (samples, channels) with at most {MAX_AUDIO_CHANNELS} channels, "
+            f"got shape {audio.shape}"
+        )
+    return audio
+
+
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write mono float audio in [-1, 1] as 16-bit PCM WAV (the standard library is enough for this)."""
-    pcm = (np.clip(np.asarray(audio, np.float32), -1.0, 1.0) * 32767.0).round().astype("<i2")
+    """Write float audio in [-1, 1], mono ``(n,)`` or ``(n, channels)``, as 16-bit PCM WAV (the standard library is
+    enough for this). Zero samples give a valid, empty WAV."""
+    samples = _audio_samples(audio)
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")  # rows are interleaved frames
     with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
+        wav.setnchannels(samples.shape[1])
         wav.setsampwidth(2)
         wav.setframerate(sample_rate)
         wav.writeframes(pcm.tobytes())
+
+
+def _check_output_path(path: Path, create_folders: bool) -> None:
+    """Raise :class:`InputError` now, before any encoding, if ``path`` cannot become a file."""
+    if path.is_dir():
+        raise InputError(f"Cannot write {path}: it is an existing folder. Give a file name, e.g. {path / 'out.mp4'}.")
+    parent = path.parent
+    if not parent.exists() and create_folders:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"Cannot write {path}: the folder {parent} cannot be created ({err.strerror or err}).") from err
+    if not parent.exists():
+        raise InputError(f"Cannot write {path}: the folder {parent} does not exist. Create it or choose another path.")
+    if not parent.is_dir():
+        raise InputError(f"Cannot write {path}: {parent} is a file, not a folder. Choose another output path.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"Cannot write {path}: the folder {parent} is not writable. Choose another output path.")
 
 
 class VideoWriter:
@@ -261,8 +436,11 @@ class VideoWriter:
     ``path`` only when :meth:`close` succeeds, so a crash or an exception inside ``with`` never leaves a partial
     output. Odd frame sizes (yuv420p needs even ones) are padded by repeating the last row/column.
 
-    ``audio`` is a path to any media file with an audio track (muxed as AAC) or a mono float32 array at
-    ``sample_rate``; ``None`` writes a video-only file.
+    ``audio`` is a path to any media file with an audio track (muxed as AAC) or a float32 array at ``sample_rate``,
+    mono ``(n,)`` or ``(n, channels)`` (written with its channels); ``None`` writes a video-only file. The output
+    path and the audio are checked here, before any frame is encoded: an output that is a folder or lies in a
+    missing (unless ``create_folders``) or read-only folder, or an audio file without an audio track, raises
+    :class:`InputError`; an empty audio array raises ``ValueError``.
     """
 
     def __init__(
@@ -275,6 +453,7 @@ class VideoWriter:
         audio: str | os.PathLike | np.ndarray | None = None,
         sample_rate: int = SAMPLE_RATE,
         crf: int = H264_CRF,
+        create_folders: bool = False,
     ):
         if width < 1 or height < 1:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
@@ -282,22 +461,41 @@ class VideoWriter:
         self.width, self.height = width, height
         self.out_width, self.out_height = width + width % 2, height + height % 2
         self.frames_written = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._workdir = Path(tempfile.mkdtemp(prefix=f".{self.path.stem}.", dir=self.path.parent))
-        self._tmp_path = self._workdir / f"partial{self.path.suffix or '.mp4'}"
-        cmd = [_tool("ffmpeg"), "-nostdin", "-v", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.out_width}x{self.out_height}",
-               "-framerate", str(fps), "-i", "-"]  # fmt: skip
         if isinstance(audio, np.ndarray):
-            wav_path = self._workdir / "audio.wav"
-            write_wav(wav_path, audio, sample_rate)
-            audio = wav_path
-        if audio is not None:
-            cmd += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", AAC_BITRATE]
-        cmd += ["-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-pix_fmt", "yuv420p",
-                "-movflags", "+faststart", str(self._tmp_path)]  # fmt: skip
+            audio = _audio_samples(audio)
+            if len(audio) == 0:
+                raise ValueError("the audio array is empty (0 samples); pass audio=None for a video without sound")
+        elif audio is not None:
+            audio_info = probe(audio)
+            if not audio_info.has_audio:
+                raise InputError(
+                    f"{audio_info.path.name} has no audio track to put in {self.path.name}; "
+                    "please provide speech audio (or a video with sound)."
+                )
+        _check_output_path(self.path, create_folders)
+        try:
+            self._workdir = Path(tempfile.mkdtemp(prefix=f".{self.path.stem}.", dir=self.path.parent))
+        except OSError as err:
+            raise InputError(f"Cannot write {self.path}: {err.strerror or err}. Choose another output path.") from err
+        self._tmp_path = self._workdir / f"partial{self.path.suffix or '.mp4'}"
         self._stderr = open(self._workdir / "ffmpeg.log", "w+b")
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._stderr)
+        try:  # until ffmpeg runs, a failure only has the work folder to remove
+            cmd = [_tool("ffmpeg"), "-nostdin", "-v", "error", "-y",
+                   "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.out_width}x{self.out_height}",
+                   "-framerate", str(fps), "-i", "-"]  # fmt: skip
+            if isinstance(audio, np.ndarray):
+                wav_path = self._workdir / "audio.wav"
+                write_wav(wav_path, audio, sample_rate)
+                audio = wav_path
+            if audio is not None:
+                cmd += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", AAC_BITRATE]
+            cmd += ["-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-pix_fmt", "yuv420p",
+                    "-movflags", "+faststart", str(self._tmp_path)]  # fmt: skip
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._stderr)
+        except BaseException:
+            self._stderr.close()
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            raise
         self._closed = False
 
     def write(self, frames: np.ndarray) -> None:
@@ -334,7 +532,11 @@ class VideoWriter:
         self._proc.stdin.close()
         if self._proc.wait() != 0:
             self._fail(f"ffmpeg failed to encode {self.path.name}")
-        os.replace(self._tmp_path, self.path)
+        try:
+            os.replace(self._tmp_path, self.path)
+        except OSError as err:  # e.g. a folder appeared at the output path while we encoded
+            self._cleanup()
+            raise InputError(f"Cannot write {self.path}: {err.strerror or err}. Choose another output path.") from err
         self._cleanup()
         return self.path
 
@@ -374,8 +576,14 @@ def write_video(
     audio: str | os.PathLike | np.ndarray | None = None,
     sample_rate: int = SAMPLE_RATE,
     fps: int = VIDEO_FPS,
+    create_folders: bool = False,
 ) -> Path:
-    """Write chunks of RGB frames (each ``(n, H, W, 3)`` uint8) and an optional audio track to an MP4, atomically."""
+    """Write chunks of RGB frames (each ``(n, H, W, 3)`` uint8) and an optional audio track to an MP4, atomically.
+
+    See :class:`VideoWriter` for ``audio`` and for the checks of the output path.
+    """
+    if Path(path).parent.exists() or not create_folders:  # before the first chunk, which may take long to compute
+        _check_output_path(Path(path), create_folders=False)
     writer: VideoWriter | None = None
     try:
         for chunk in frames:
@@ -384,7 +592,7 @@ def write_video(
                 chunk = chunk[None]
             if writer is None:
                 writer = VideoWriter(path, width=chunk.shape[2], height=chunk.shape[1], fps=fps, audio=audio,
-                                     sample_rate=sample_rate)  # fmt: skip
+                                     sample_rate=sample_rate, create_folders=create_folders)  # fmt: skip
             writer.write(chunk)
     except BaseException:
         if writer is not None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
 import subprocess
+import tempfile
 import tracemalloc
 from pathlib import Path
 
@@ -12,14 +16,20 @@ import pytest
 from latentsync import media
 from latentsync.errors import InputError
 
+DEMO_VIDEO = Path(__file__).resolve().parents[1] / "assets" / "demo_video.mp4"
+
 
 def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
 
 
-def make_clip(path: Path, *, fps: float, seconds: float, size: str = "160x120", extra: tuple[str, ...] = ()) -> Path:
+X264_FAST = ("-c:v", "libx264", "-preset", "ultrafast")
+
+
+def make_clip(path: Path, *, fps: float | str, seconds: float, size: str = "160x120", extra: tuple[str, ...] = (),
+              codec: tuple[str, ...] = X264_FAST) -> Path:  # fmt: skip
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}", "-t", str(seconds), *extra,
-           "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast", str(path))  # fmt: skip
+           "-pix_fmt", "yuv420p", *codec, str(path))  # fmt: skip
     return path
 
 
@@ -128,10 +138,8 @@ def test_audio_track_of_a_video_and_silence(tmp_path):
 
 def reprobe_streams(path: Path) -> dict:
     out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
-                          "stream=codec_name,codec_type,nb_read_frames,duration,pix_fmt,width,height",
+                          "stream=codec_name,codec_type,nb_read_frames,duration,pix_fmt,width,height,channels",
                           "-of", "json", str(path)], capture_output=True, check=True, text=True).stdout  # fmt: skip
-    import json
-
     return {s["codec_type"]: s for s in json.loads(out)["streams"]}
 
 
@@ -233,10 +241,29 @@ def test_zero_frames(tmp_path):
     audio_only = make_tone(tmp_path / "only.m4a", rate=16_000, channels=1, seconds=0.5, codec=("-c:a", "aac"))
     with pytest.raises(InputError, match="no video stream"):
         media.read_video_frames(audio_only)
-    empty_video = tmp_path / "zero.mkv"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "0", "-c:v", "ffv1", str(empty_video))
-    with pytest.raises(InputError):
-        media.read_video_frames(empty_video)
+    # ffmpeg 5.1 writes a zero-frame ffv1 .mkv broken: that one only gets "not a readable file".
+    broken = tmp_path / "zero.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "0", "-c:v", "ffv1", str(broken))
+    with pytest.raises(InputError, match="zero.mkv"):
+        media.read_video_frames(broken)
+
+
+def test_a_real_zero_frame_video_says_so(tmp_path):
+    # A well-formed AVI with an empty video stream: it probes fine (64x48, 0 frames, 0 s).
+    empty = tmp_path / "z.avi"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "0", "-c:v", "mpeg4", str(empty))
+    info = media.probe(empty)
+    assert (info.width, info.height, info.num_frames, info.frames_at_model_fps) == (64, 48, 0, 0)
+    assert info.empty_video
+    with pytest.raises(InputError, match=r"^z\.avi contains no video frames") as err:
+        media.read_video_frames(empty)
+    assert "Cannot determine format" not in str(err.value)
+    with pytest.raises(InputError, match="contains no video frames"):
+        media.check_video(info)
+    # Were the container silent about it, decoding finds nothing and says that (not "corrupt or unsupported").
+    undeclared = dataclasses.replace(info, empty_video=False)
+    with pytest.raises(InputError, match=r"^z\.avi contains no decodable video frames"):
+        list(media.iter_video_frames(empty, info=undeclared))
 
 
 def test_video_without_audio_where_audio_is_required(tmp_path):
@@ -263,3 +290,325 @@ def test_unsupported_codec(tmp_path):
     with pytest.raises(InputError) as err:
         media.read_video_frames(fake)
     assert "fake.mp4" in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------------ damaged files
+
+
+def decode_errors(path: Path) -> list[str]:
+    """What ffmpeg itself says at -v error when decoding ``path`` (it exits 0 on damaged streams)."""
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
+                          capture_output=True, text=True)  # fmt: skip
+    return [line for line in proc.stderr.splitlines() if line.strip()]
+
+
+def test_truncated_faststart_mp4_is_reported(tmp_path):
+    # moov first, so the header survives the cut and still promises 100 frames; ffmpeg exits 0 with 52 of them.
+    clip = make_clip(tmp_path / "whole.mp4", fps=25, seconds=4.0, extra=("-movflags", "+faststart"))
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    assert media.probe(cut).num_frames == 100
+    with pytest.raises(InputError, match=r"^cut\.mp4 looks truncated or corrupt"):
+        media.read_video_frames(cut)
+
+
+def test_video_ending_long_before_its_declared_length_is_reported(tmp_path):
+    # No decoding error at all, only a stream that stops at 4 s of the 9 s its (Matroska) track header declares.
+    clip = make_clip(tmp_path / "four.mkv", fps=25, seconds=4.0)
+    data = clip.read_bytes()
+    assert data.count(b"00:00:04.000000000") == 1  # the track's DURATION tag
+    short = tmp_path / "short.mkv"
+    short.write_bytes(data.replace(b"00:00:04.000000000", b"00:00:09.000000000"))
+    assert decode_errors(short) == []
+    assert media.probe(short).frames_at_model_fps == 225
+    with pytest.raises(InputError, match=r"^short\.mkv looks truncated or corrupt: it declares 9\.00 s .* 4\.00 s"):
+        media.read_video_frames(short)
+    # Reading only a part that exists is fine; running into the missing end is not.
+    assert len(media.read_video_frames(short, max_frames=50)) == 50
+    with pytest.raises(InputError, match="truncated"):
+        list(media.iter_video_frames(short, start=90, count=50))
+
+
+def test_corrupt_stream_data_is_reported_with_ffmpegs_first_error(tmp_path):
+    clip = make_clip(tmp_path / "clean.mp4", fps=25, seconds=4.0)
+    data = bytearray(clip.read_bytes())
+    n = len(data)
+    for i in range(n // 3, 2 * n // 3, 7):
+        data[i] ^= 0x55
+    corrupt = tmp_path / "noisy.mp4"
+    corrupt.write_bytes(bytes(data))
+    errors = decode_errors(corrupt)
+    assert errors  # ffmpeg complains (and still exits 0, returning all 100 damaged frames)
+    first = re.sub(r" @ 0x[0-9a-f]+\]", "]", errors[0].strip())
+    with pytest.raises(InputError) as err:
+        media.read_video_frames(corrupt)
+    message = str(err.value)
+    assert message.startswith("noisy.mp4 looks truncated or corrupt") and f'"{first}"' in message
+    assert " @ 0x" in errors[0] and " @ 0x" not in message  # ffmpeg's object addresses are dropped from the quote
+
+
+def make_vfr(path: Path) -> Path:
+    """One second at 10 fps then one second at 30 fps, timestamps kept as they are (-fps_mode passthrough)."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=1",
+           "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=30:duration=1",
+           "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]", "-fps_mode", "passthrough",
+           "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast", str(path))  # fmt: skip
+    return path
+
+
+# Normal files of every kind users upload: none may be mistaken for a damaged or truncated one.
+NORMAL_CLIPS = {
+    "24fps.mp4": dict(fps=24),
+    "25fps.mp4": dict(fps=25),
+    "30fps.mp4": dict(fps=30),
+    "29.97fps.mp4": dict(fps="30000/1001"),
+    "60fps.mp4": dict(fps=60),
+    "bframes.mkv": dict(fps=30, codec=("-c:v", "libx264", "-preset", "medium")),
+    "vp8.webm": dict(fps=30, codec=("-c:v", "libvpx", "-b:v", "300k")),
+    "start1.4s.ts": dict(fps=30),
+}
+
+
+def make_normal_clip(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    x264 = ("-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast", "-g", "12")
+    if name == "vfr.mkv":
+        return make_vfr(path)
+    if name == "rotated.mov":
+        plain = make_clip(tmp_path / "plain.mp4", fps=30, seconds=3.0)
+        ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(path))
+    elif name == "longer_audio.mp4":  # the sound runs half a second past the picture, as phone clips often do
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30:duration=3", "-f", "lavfi", "-i", "sine=duration=3.5",
+               *x264, "-c:a", "aac", str(path))  # fmt: skip
+    elif name == "late_video.mkv":  # the picture starts 0.32 s after the sound: padded with its first frame
+        ffmpeg("-itsoffset", "0.32", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30:duration=3",
+               "-f", "lavfi", "-i", "sine=duration=3.32", "-map", "0:v", "-map", "1:a", *x264, "-c:a", "aac", str(path))  # fmt: skip
+    elif name == "streamed.webm":  # written to a pipe, like a browser recording: no seek index, no track durations
+        webm = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30",
+                               "-t", "3", "-c:v", "libvpx", "-b:v", "300k", "-g", "12", "-f", "webm", "pipe:1"],
+                              capture_output=True, check=True).stdout  # fmt: skip
+        path.write_bytes(webm)
+    elif name == "fragmented.mp4":
+        make_clip(path, fps=30, seconds=3.0, extra=("-movflags", "frag_keyframe+empty_moov"))
+    else:
+        spec = NORMAL_CLIPS[name]
+        make_clip(path, fps=spec["fps"], seconds=3.0, codec=spec.get("codec", X264_FAST))
+    return path
+
+
+SPECIAL_CLIPS = ["vfr.mkv", "rotated.mov", "longer_audio.mp4", "late_video.mkv", "streamed.webm", "fragmented.mp4"]
+
+
+@pytest.mark.parametrize("name", [*NORMAL_CLIPS, *SPECIAL_CLIPS])
+def test_normal_files_read_without_complaint(tmp_path, name):
+    clip = make_normal_clip(tmp_path, name)
+    assert decode_errors(clip) == []
+    info = media.probe(clip)
+    frames = media.read_video_frames(clip)
+    assert abs(len(frames) - info.frames_at_model_fps) <= 1
+    assert len(frames) == pytest.approx(info.video_duration * media.VIDEO_FPS, abs=1.5)
+
+
+def test_demo_video_reads_without_complaint():
+    frames = media.read_video_frames(DEMO_VIDEO)
+    assert len(frames) == media.probe(DEMO_VIDEO).frames_at_model_fps == 100
+
+
+# ------------------------------------------------------------------------------------------------ seeking
+
+SEEK_CLIPS = {  # a keyframe every 12 source frames, so that -ss really lands inside the file
+    "24fps.mp4": "24",
+    "25fps.mp4": "25",
+    "30fps.mp4": "30",
+    "29.97fps.mp4": "30000/1001",
+    "60fps.mp4": "60",
+    "start1.4s.ts": "30",  # MPEG-TS starts its clock at 1.4 s (and has no seek index)
+}
+QUICK_STARTS = [1, 2, 3, 9, 12, 13, 26, 37, 38, 51, 64, 77, 90, 97]
+
+
+def check_seeks(clip: Path, starts: list[int], count: int = 3) -> None:
+    info = media.probe(clip)
+    full = media.read_video_frames(clip)
+    assert len(full) == info.frames_at_model_fps
+    wrong = []
+    for k in starts:
+        chunks = list(media.iter_video_frames(clip, 2, start=k, count=count, info=info))
+        part = np.concatenate(chunks) if chunks else np.zeros((0, *full.shape[1:]), np.uint8)
+        if not np.array_equal(part, full[k : k + count]):
+            wrong.append(k)
+    assert wrong == [], f"start=k differs from frames k.. of a full read for k in {wrong}"
+
+
+@pytest.mark.parametrize("name", SEEK_CLIPS)
+def test_seeking_gives_exactly_the_frames_of_a_full_read(tmp_path, name):
+    clip = make_clip(tmp_path / name, fps=SEEK_CLIPS[name], seconds=4.0, extra=("-g", "12"))
+    if name.endswith(".ts"):
+        assert media.probe(clip).start_time == pytest.approx(1.4)
+    check_seeks(clip, QUICK_STARTS)
+
+
+@pytest.mark.parametrize("name", ["late_video.mkv", "streamed.webm", "rotated.mov"])
+def test_seeking_is_exact_in_other_containers(tmp_path, name):
+    clip = make_normal_clip(tmp_path, name)
+    if name == "late_video.mkv":  # the slots before the picture starts show its first frame
+        info = media.probe(clip)
+        late = round((info.video_start - info.start_time) * media.VIDEO_FPS)
+        full = media.read_video_frames(clip)
+        assert late >= 8 and len(full) == info.frames_at_model_fps
+        assert all(np.array_equal(full[i], full[late]) for i in range(late))
+        assert not np.array_equal(full[late], full[late + 1])
+    check_seeks(clip, [k for k in QUICK_STARTS if k < 70])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [*SEEK_CLIPS, "vfr.mkv"])
+def test_seeking_is_exact_at_every_frame(tmp_path, name):
+    if name == "vfr.mkv":  # exact here too: no source frame lasts anywhere near SEEK_MARGIN_SECONDS
+        clip = make_vfr(tmp_path / name)
+    else:
+        clip = make_clip(tmp_path / name, fps=SEEK_CLIPS[name], seconds=3.0, extra=("-g", "12"))
+    check_seeks(clip, list(range(media.probe(clip).frames_at_model_fps)))
+
+
+def test_seek_arguments_are_checked(tmp_path):
+    clip = make_clip(tmp_path / "a.mp4", fps=25, seconds=1.0)
+    with pytest.raises(ValueError, match="start"):
+        list(media.iter_video_frames(clip, start=-1))
+    assert list(media.iter_video_frames(clip, start=5, count=0)) == []
+
+
+# ------------------------------------------------------------------------------------------------ probe flags
+
+
+def test_probe_flags_variable_frame_rate(tmp_path):
+    for suffix in (".mp4", ".mkv"):
+        vfr = media.probe(make_vfr(tmp_path / f"vfr{suffix}"))
+        assert vfr.variable_fps, suffix
+        assert vfr.num_frames == 40 and vfr.fps == pytest.approx(40 / vfr.video_duration, rel=1e-3)
+        cfr = media.probe(make_clip(tmp_path / f"cfr{suffix}", fps=30, seconds=2.0))
+        assert not cfr.variable_fps and cfr.fps == 30.0, suffix
+
+
+# ------------------------------------------------------------------------------------------------ not a video
+
+
+def test_still_image_given_as_video_is_refused(tmp_path):
+    png = tmp_path / "face.png"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48", "-frames:v", "1", str(png))
+    renamed = tmp_path / "face.mp4"
+    renamed.write_bytes(png.read_bytes())
+    jpeg_in_mov = tmp_path / "face.mov"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48", "-frames:v", "1", "-c:v", "mjpeg", "-f", "mov", str(jpeg_in_mov))
+    for path in (renamed, jpeg_in_mov):
+        assert media.probe(path).still_image
+        with pytest.raises(InputError, match=rf"^{path.name} is a still image, not a video"):
+            media.read_video_frames(path)
+    # An animated GIF is a (short) video, and a one-second clip is no still image either.
+    gif = tmp_path / "anim.gif"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "1", str(gif))
+    assert not media.probe(gif).still_image and len(media.read_video_frames(gif)) == 25
+
+
+def test_max_frames_zero_gives_an_empty_array(tmp_path):
+    clip = make_clip(tmp_path / "a.mp4", fps=25, seconds=1.0)
+    empty = media.read_video_frames(clip, max_frames=0)
+    assert empty.shape == (0, 120, 160, 3) and empty.dtype == np.uint8
+    junk = tmp_path / "junk.mp4"
+    junk.write_text("not a video\n" * 10)
+    with pytest.raises(InputError, match="junk.mp4"):  # the file is still checked
+        media.read_video_frames(junk, max_frames=0)
+
+
+# ------------------------------------------------------------------------------------------------ writer checks
+
+
+def test_stereo_audio_array_is_written_as_stereo_with_its_duration(tmp_path):
+    t = np.arange(int(1.0 * media.SAMPLE_RATE)) / media.SAMPLE_RATE
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)], axis=1).astype(np.float32) * 0.5
+    out = media.write_video(tmp_path / "st.mp4", [np.zeros((25, 32, 32, 3), np.uint8)], audio=stereo)
+    audio = reprobe_streams(out)["audio"]
+    assert int(audio["channels"]) == 2
+    assert float(audio["duration"]) == pytest.approx(1.0, abs=0.04)  # not 2.0 s of interleaved mono
+    wav = tmp_path / "st.wav"
+    media.write_wav(wav, stereo)
+    info = media.probe(wav)
+    assert info.audio_channels == 2 and info.audio_duration == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(ValueError, match="channels"):
+        media.write_wav(tmp_path / "x.wav", stereo.T)  # (channels, samples) by mistake
+
+
+def test_empty_audio_array_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="audio array is empty"):
+        media.VideoWriter(tmp_path / "o.mp4", width=32, height=32, audio=np.zeros(0, np.float32))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_audio_file_without_an_audio_track_is_an_input_error(tmp_path):
+    mute = make_clip(tmp_path / "mute.mp4", fps=25, seconds=1.0)
+    with pytest.raises(InputError, match=r"^mute\.mp4 has no audio track"):
+        media.write_video(tmp_path / "o.mp4", [np.zeros((5, 32, 32, 3), np.uint8)], audio=mute)
+    with pytest.raises(InputError, match="File not found"):
+        media.VideoWriter(tmp_path / "o.mp4", width=32, height=32, audio=tmp_path / "missing.wav")
+    assert list(tmp_path.iterdir()) == [mute]
+
+
+def test_bad_output_paths_are_refused_before_encoding(tmp_path):
+    folder = tmp_path / "result.mp4"
+    folder.mkdir()
+    with pytest.raises(InputError, match=f"Cannot write {re.escape(str(folder))}: it is an existing folder"):
+        media.VideoWriter(folder, width=32, height=32)
+    missing = tmp_path / "no" / "such" / "out.mp4"
+    with pytest.raises(InputError, match=f"Cannot write {re.escape(str(missing))}: the folder .* does not exist"):
+        media.VideoWriter(missing, width=32, height=32)
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        media.VideoWriter(a_file / "out.mp4", width=32, height=32)
+
+    def frames():
+        raise AssertionError("the output path is checked before any frame is computed")
+        yield
+
+    with pytest.raises(InputError, match="existing folder"):
+        media.write_video(folder, frames())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "result.mp4"]
+    assert list(folder.iterdir()) == []
+    made = media.write_video(missing, [np.zeros((3, 32, 32, 3), np.uint8)], create_folders=True)
+    assert made.is_file()
+
+
+def test_unwritable_output_folder_is_refused(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        try:
+            (locked / "probe").touch()
+        except PermissionError:
+            pass
+        else:  # root ignores modes: a read-only sysfs, where there is one, stands in
+            try:
+                with tempfile.TemporaryFile(dir="/sys"):
+                    pass
+            except OSError:
+                locked = Path("/sys")
+            else:
+                pytest.skip("this user may write into read-only folders, and /sys is writable too")
+        target = locked / "out.mp4"
+        with pytest.raises(InputError, match=f"^Cannot write {re.escape(str(target))}: .*Choose another output path"):
+            media.VideoWriter(target, width=32, height=32)
+        assert not any(p.name.startswith(".out.") for p in locked.iterdir())
+    finally:
+        (tmp_path / "locked").chmod(0o700)
+
+
+def test_failed_final_rename_leaves_no_temporary(tmp_path):
+    target = tmp_path / "late.mp4"
+    writer = media.VideoWriter(target, width=32, height=32)
+    writer.write(np.zeros((5, 32, 32, 3), np.uint8))
+    target.mkdir()  # something takes the name while we encode
+    with pytest.raises(InputError, match=f"Cannot write {re.escape(str(target))}"):
+        writer.close()
+    assert list(tmp_path.iterdir()) == [target] and list(target.iterdir()) == []
