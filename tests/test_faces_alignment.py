@@ -7,6 +7,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from latentsync.faces import (
+    alignment,
     anchor_points,
     estimate_affines,
     estimate_affines_with_bias,
@@ -20,6 +21,14 @@ from latentsync.faces import (
 @pytest.fixture(scope="module")
 def golden(reference_dir):
     return load_file(reference_dir / "affine_golden.safetensors")
+
+
+@pytest.fixture(params=["per-frame", "batched"])
+def warp_path(request, monkeypatch):
+    """Run a test with warp_to_crop's per-frame path (the CPU default) and with the batched path (the
+    default on other devices), both on the CPU."""
+    monkeypatch.setattr(alignment, "WARP_BATCHED_ON_CPU", request.param == "batched")
+    return request.param
 
 
 def _within_one_level(ours: np.ndarray, ref: np.ndarray) -> float:
@@ -94,7 +103,7 @@ def test_anchor_points_average_brows_and_nose():
         anchor_points(np.zeros((2, 5, 2)))
 
 
-def test_crops_match_golden(golden):
+def test_crops_match_golden(golden, warp_path):
     frames = np.repeat(golden["input.image_rgb_u8"][None], 3, axis=0)
     matrices = golden["output.fp32.res256.affine_matrices"]
     crops = warp_to_crop(frames, matrices, 256)
@@ -110,7 +119,7 @@ def test_crops_match_golden(golden):
     )
 
 
-def test_crop_outside_the_frame_is_grey(golden):
+def test_crop_outside_the_frame_is_grey(golden, warp_path):
     frame = golden["input.image_rgb_u8"][None]
     shift = np.array([[[1.0, 0.0, 5000.0], [0.0, 1.0, 5000.0]]], np.float32)  # the frame lands far off-crop
     assert (warp_to_crop(frame, shift, 256) == 127).all()
@@ -121,3 +130,39 @@ def test_warp_rejects_nan_matrices(golden):
     frame = golden["input.image_rgb_u8"][None]
     with pytest.raises(ValueError, match="not finite"):
         warp_faces(frame, np.full((1, 2, 3), np.nan), 256)
+
+
+def test_batched_and_per_frame_warps_agree_on_a_mixed_chunk(golden, monkeypatch):
+    # Different matrices per frame (so the batch pads windows of different sizes), one crop half off the
+    # frame's edge and one entirely off it.
+    frames = np.stack(
+        [golden["input.image_rgb_u8"], golden["input.image_rgb_u8"][:, ::-1], golden["input.image_rgb_u8"]]
+    )
+    frames = np.concatenate([frames, frames[:2]])
+    matrices = np.concatenate(
+        [golden["output.fp32.res256.affine_matrices"], golden["output.fp32.res256.affine_matrices"][:2]]
+    ).copy()
+    matrices[1, :, :2] *= 0.7  # a larger source window
+    matrices[3, 0, 2] += 120.0  # the crop reads past the frame's left edge
+    matrices[4, :, 2] += 5000.0  # entirely off the frame
+    results = {}
+    for batched in (False, True):
+        monkeypatch.setattr(alignment, "WARP_BATCHED_ON_CPU", batched)
+        results[batched] = warp_to_crop(frames, matrices, 256)
+    assert _within_one_level(results[True], results[False]) >= 0.999
+    assert (results[True][4] == 127).all() and (results[True][3] == 127).any()
+    assert warp_to_crop(frames[:0], matrices[:0], 256).shape == (0, 280, 210, 3)
+
+
+def test_coincident_anchor_points_raise_a_clear_error(golden):
+    points = golden["input.landmarks3"].astype(np.float32).copy()
+    points[1] = points[1, 0]  # all three points of frame 1 on one pixel
+    with pytest.raises(ValueError, match=r"frames \[1\] .*coincide"):
+        estimate_affines(points, 256)
+    points[1] = points[0, 0] + np.array(
+        [[0.0, 0.0], [0.3, 0.0], [0.0, 0.3]], np.float32
+    )  # sub-pixel triangle
+    with pytest.raises(ValueError, match="coincide"):
+        estimate_affines(points, 256)
+    points[1] = np.nan  # no face: not an error, a NaN matrix
+    assert np.isnan(estimate_affines(points, 256)[1]).all()

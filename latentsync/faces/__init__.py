@@ -34,7 +34,7 @@ from latentsync.faces.detection import (
 )
 from latentsync.faces.mask import latent_mask, mouth_mask
 from latentsync.faces.paste import paste_back, paste_crop_faces, resize_faces_to_crop
-from latentsync.faces.tracking import FaceTrack, FaceTracker, LandmarkSmoothing
+from latentsync.faces.tracking import FaceTrack, FaceTracker, LandmarkSmoothing, follow_face
 
 __all__ = [
     "BACKENDS",
@@ -48,6 +48,7 @@ __all__ = [
     "choose_face",
     "estimate_affines",
     "estimate_affines_with_bias",
+    "follow_face",
     "geometry_for",
     "is_usable",
     "latent_mask",

@@ -36,6 +36,15 @@ REFERENCE_RESOLUTION = 256  # the resolution at which TEMPLATE_SCALE_AT_256 hold
 BIAS_MEMORY = 0.2  # p_bias ← BIAS_MEMORY · previous + (1 − BIAS_MEMORY) · current (§4.5 step 4)
 BORDER_FILL = 127.0  # grey that fills crop pixels sampled from outside the frame (§4.5 step 5)
 WARP_MARGIN = 2  # pixels of context kept around a warp's source region (bilinear reads one beyond)
+# Smallest spread (unbiased std over the 6 coordinates, in pixels) of three anchor points that defines a
+# similarity transform. A usable face (≥ 50 px wide) spreads them over ≥ ~10 px; at 1 px the crop would be
+# magnified ~50× and, at 0 (all points equal), the normalisation divides by zero and the SVD fails.
+MIN_ANCHOR_SPREAD = 1.0
+# warp_to_crop on the CPU stays per frame: one grid_sample over the whole chunk was slower there (16 frames of
+# 640×480, CPU time on one thread: per frame 16.5 / 62 ms, batched 19 / 172 ms at 256 / 512; the chunk's float64
+# grid and float32 output no longer fit in cache). Other devices (GPU) get the batched path: one transfer and one
+# grid_sample per chunk instead of one small kernel launch and synchronising copy per frame.
+WARP_BATCHED_ON_CPU = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ def estimate_affines_with_bias(
     ``initial_bias`` continues a previous call's state (the last row of its returned biases); ``None``
     starts fresh like a new ``AlignRestore`` object. Frames whose points are not finite get NaN matrices
     and leave the state unchanged (their bias row repeats the previous state, NaN before the first frame).
+    Raises ``ValueError`` when a frame's finite points (nearly) coincide (spread < ``MIN_ANCHOR_SPREAD``).
     """
     points = np.asarray(points, dtype=np.float32)
     if points.ndim != 3 or points.shape[1:] != (3, 2):
@@ -109,6 +119,16 @@ def estimate_affines_with_bias(
     biases = np.full((num, 2), np.nan, dtype=np.float32)
     if not finite.any():
         return matrices, biases
+
+    spread = (points - points.mean(axis=1, keepdims=True)).reshape(num, -1).std(axis=1, ddof=1)  # (N,)
+    degenerate = finite & ~(spread >= MIN_ANCHOR_SPREAD)
+    if degenerate.any():
+        frames = np.flatnonzero(degenerate).tolist()
+        raise ValueError(
+            f"anchor points of frames {frames[:10]}{' …' if len(frames) > 10 else ''} (nearly) coincide "
+            f"(spread below {MIN_ANCHOR_SPREAD} px): no alignment can be estimated from them; "
+            "landmarks of a real face never do this, so check where they came from"
+        )
 
     # 1. Per-frame similarity transform, batched (float32 like the reference, which runs it in torch).
     detected = torch.from_numpy(points[finite])  # (B, 3, 2)
@@ -175,26 +195,104 @@ def _invert(matrix: np.ndarray) -> np.ndarray:
     return np.linalg.inv(full)[:2]
 
 
+def _pixel_to_grid(out_to_src: np.ndarray, offsets: np.ndarray, src_w: int, src_h: int) -> np.ndarray:
+    """Per-output-pixel source maps (n, 2, 3) → maps from output pixel (x, y) straight to grid_sample's
+    normalised source coordinates (align_corners=True: −1 ↔ pixel 0, +1 ↔ pixel size − 1), in float64,
+    with each output's origin ``offsets`` (n, 2) = (ox, oy) folded in."""
+    maps = np.array(out_to_src, dtype=np.float64)  # (n, 2, 3)
+    maps[:, :, 2] += np.einsum("nij,nj->ni", maps[:, :, :2], np.asarray(offsets, np.float64))
+    scale = np.array([2.0 / max(src_w - 1, 1), 2.0 / max(src_h - 1, 1)])  # (2,) pixels → [-1, 1]
+    maps *= scale[None, :, None]
+    maps[:, :, 2] -= 1.0
+    return maps
+
+
+def sample_bilinear_batch(
+    images: torch.Tensor,
+    out_to_src: np.ndarray,
+    out_h: int,
+    out_w: int,
+    offsets: np.ndarray | None = None,
+) -> torch.Tensor:
+    """Bilinear samples of each image (n, C, h, w) at ``out_to_src[i] · [x + ox, y + oy, 1]`` for every
+    pixel of an (out_h × out_w) output whose origin sits at ``offsets[i] = (ox, oy)`` (default 0); outside
+    the image reads 0, like ``grid_sample(padding_mode="zeros", align_corners=True)`` (which kornia's
+    warp_affine uses). One grid_sample for the whole batch. Returns (n, C, out_h, out_w)."""
+    num, _, height, width = images.shape
+    device = images.device
+    offsets = np.zeros((num, 2)) if offsets is None else offsets
+    maps = torch.as_tensor(_pixel_to_grid(out_to_src, offsets, width, height), device=device)  # (n, 2, 3)
+    xs = torch.arange(out_w, dtype=torch.float64, device=device)[None, None, :, None]  # (1, 1, out_w, 1)
+    ys = torch.arange(out_h, dtype=torch.float64, device=device)[None, :, None, None]  # (1, out_h, 1, 1)
+    per_x, per_y, const = (maps[:, None, None, :, k] for k in range(3))  # (n, 1, 1, 2) each
+    grid = (xs * per_x + ys * per_y + const).to(images.dtype)  # (n, out_h, out_w, 2): grid x, grid y
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
 def sample_bilinear(
     image: torch.Tensor, out_to_src: np.ndarray, out_h: int, out_w: int, offset: tuple[int, int] = (0, 0)
 ) -> torch.Tensor:
-    """Bilinear samples of ``image`` (C, h, w) at ``out_to_src · [x + ox, y + oy, 1]`` for every pixel of
-    an (out_h × out_w) output whose origin sits at ``offset = (ox, oy)``; outside the image reads 0, like
-    ``grid_sample(padding_mode="zeros", align_corners=True)`` (which kornia's warp_affine uses).
-    Returns (C, out_h, out_w)."""
-    _, height, width = image.shape
-    device = image.device
-    ys = torch.arange(out_h, dtype=torch.float64, device=device) + offset[1]
-    xs = torch.arange(out_w, dtype=torch.float64, device=device) + offset[0]
-    m = torch.as_tensor(np.asarray(out_to_src, np.float64), device=device)
-    src_x = m[0, 0] * xs[None, :] + m[0, 1] * ys[:, None] + m[0, 2]  # (out_h, out_w)
-    src_y = m[1, 0] * xs[None, :] + m[1, 1] * ys[:, None] + m[1, 2]
-    # Normalise to [-1, 1] with align_corners=True: −1 ↔ pixel 0, +1 ↔ pixel size − 1.
-    grid_x = src_x * (2.0 / max(width - 1, 1)) - 1.0
-    grid_y = src_y * (2.0 / max(height - 1, 1)) - 1.0
-    grid = torch.stack([grid_x, grid_y], dim=-1).to(image.dtype)[None]  # (1, out_h, out_w, 2)
-    sampled = F.grid_sample(image[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return sampled[0]  # (C, out_h, out_w)
+    """:func:`sample_bilinear_batch` for one image (C, h, w) → (C, out_h, out_w)."""
+    offsets = np.asarray([offset], dtype=np.float64)
+    return sample_bilinear_batch(image[None], np.asarray(out_to_src)[None], out_h, out_w, offsets)[0]
+
+
+def _crop_source_windows(
+    matrices: np.ndarray, crop_w: int, crop_h: int, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Crop-to-frame maps (n, 2, 3) float64 and the frame windows (n, 4) int (x0, y0, x1, y1) they read."""
+    crop_to_frame = np.stack([_invert(matrix) for matrix in matrices])  # (n, 2, 3)
+    windows = np.array(
+        [_source_window(m, crop_w, crop_h, width, height) for m in crop_to_frame], dtype=np.int64
+    ).reshape(-1, 4)
+    return crop_to_frame, windows
+
+
+def _warp_to_crop_per_frame(
+    frames: np.ndarray, matrices: np.ndarray, geometry: AlignmentGeometry, device: torch.device
+) -> np.ndarray:
+    crop_w, crop_h = geometry.crop_size
+    height, width = frames.shape[1:3]
+    crop_to_frame, windows = _crop_source_windows(matrices, crop_w, crop_h, width, height)
+    crops = np.empty((frames.shape[0], crop_h, crop_w, 3), dtype=np.uint8)
+    for i, (frame, (x0, y0, x1, y1)) in enumerate(zip(frames, windows)):
+        window = torch.zeros((4, max(y1 - y0, 1), max(x1 - x0, 1)), dtype=torch.float32, device=device)
+        if x1 > x0 and y1 > y0:
+            pixels = torch.from_numpy(np.ascontiguousarray(frame[y0:y1, x0:x1])).to(device)
+            window[:3] = pixels.permute(2, 0, 1).float()  # (3, h, w)
+            window[3] = 1.0  # coverage channel: how much of each sample lies inside the frame
+        # The window's pixel (0, 0) is frame pixel (x0, y0): shift the crop-to-frame map by that origin.
+        crop_to_window = crop_to_frame[i].copy()
+        crop_to_window[:, 2] -= (x0, y0)
+        sampled = sample_bilinear(window, crop_to_window, crop_h, crop_w)  # (4, crop_h, crop_w)
+        filled = sampled[:3] + (1.0 - sampled[3:]) * BORDER_FILL
+        crops[i] = filled.clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()  # truncation
+    return crops
+
+
+def _warp_to_crop_batched(
+    frames: np.ndarray, matrices: np.ndarray, geometry: AlignmentGeometry, device: torch.device
+) -> np.ndarray:
+    crop_w, crop_h = geometry.crop_size
+    num, height, width = frames.shape[:3]
+    crop_to_frame, windows = _crop_source_windows(matrices, crop_w, crop_h, width, height)
+    sizes = np.maximum(windows[:, 2:] - windows[:, :2], 0)  # (n, 2) window width, height (0: off-frame)
+    win_w, win_h = max(int(sizes[:, 0].max()), 1), max(int(sizes[:, 1].max()), 1)
+    # Every frame's window at the top left of one padded (n, win_h, win_w) batch, moved to the device at once.
+    pixels = np.zeros((num, win_h, win_w, 3), dtype=np.uint8)
+    for i, (x0, y0, x1, y1) in enumerate(windows):
+        pixels[i, : y1 - y0, : x1 - x0] = frames[i, y0:y1, x0:x1]
+    pixels_t = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float()  # (n, 3, win_h, win_w)
+    size_t = torch.as_tensor(sizes, device=device)  # (n, 2)
+    inside_x = torch.arange(win_w, device=device)[None, :] < size_t[:, :1]  # (n, win_w)
+    inside_y = torch.arange(win_h, device=device)[None, :] < size_t[:, 1:]  # (n, win_h)
+    coverage = (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]  # (n, 1, win_h, win_w)
+    # Padding is zeros in both channels: exactly what sampling beyond a per-frame window reads.
+    crop_to_window = crop_to_frame.copy()
+    crop_to_window[:, :, 2] -= windows[:, :2]
+    sampled = sample_bilinear_batch(torch.cat([pixels_t, coverage], dim=1), crop_to_window, crop_h, crop_w)
+    filled = sampled[:, :3] + (1.0 - sampled[:, 3:]) * BORDER_FILL  # (n, 3, crop_h, crop_w)
+    return filled.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # truncation
 
 
 def warp_to_crop(
@@ -204,27 +302,17 @@ def warp_to_crop(
 
     Bilinear sampling, pixels outside the frame read as grey 127 (the fill is blended like kornia's
     ``padding_mode="fill"``), truncated to uint8. Only the frame region a crop reads is moved to ``device``.
+    On the CPU one frame at a time (faster there, see ``WARP_BATCHED_ON_CPU``); on other devices the whole
+    chunk in one transfer and one grid_sample.
     """
     frames, matrices = _check_frames_and_matrices(frames, matrices)
     geometry = geometry_for(resolution)
-    crop_w, crop_h = geometry.crop_size
-    height, width = frames.shape[1:3]
-    crops = np.empty((frames.shape[0], crop_h, crop_w, 3), dtype=np.uint8)
-    for i, (frame, matrix) in enumerate(zip(frames, matrices)):
-        crop_to_frame = _invert(matrix)
-        x0, y0, x1, y1 = _source_window(crop_to_frame, crop_w, crop_h, width, height)
-        window = torch.zeros((4, max(y1 - y0, 1), max(x1 - x0, 1)), dtype=torch.float32, device=device)
-        if x1 > x0 and y1 > y0:
-            pixels = torch.from_numpy(np.ascontiguousarray(frame[y0:y1, x0:x1])).to(device)
-            window[:3] = pixels.permute(2, 0, 1).float()  # (3, h, w)
-            window[3] = 1.0  # coverage channel: how much of each sample lies inside the frame
-        # The window's pixel (0, 0) is frame pixel (x0, y0): shift the crop-to-frame map by that origin.
-        crop_to_window = crop_to_frame.copy()
-        crop_to_window[:, 2] -= (x0, y0)
-        sampled = sample_bilinear(window, crop_to_window, crop_h, crop_w)  # (4, crop_h, crop_w)
-        filled = sampled[:3] + (1.0 - sampled[3:]) * BORDER_FILL
-        crops[i] = filled.clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()  # truncation
-    return crops
+    device = torch.device(device)
+    if frames.shape[0] == 0:
+        return np.empty((0, geometry.crop_height, geometry.crop_width, 3), dtype=np.uint8)
+    if WARP_BATCHED_ON_CPU or device.type != "cpu":
+        return _warp_to_crop_batched(frames, matrices, geometry, device)
+    return _warp_to_crop_per_frame(frames, matrices, geometry, device)
 
 
 def resize_crops(crops: np.ndarray, resolution: int) -> np.ndarray:

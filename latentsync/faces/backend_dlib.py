@@ -47,7 +47,13 @@ class DlibBackend:
     min_score = HOG_MIN_SCORE
 
     def __init__(self, predictor_path: str | os.PathLike, max_detect_side: int | None = None):
-        import dlib
+        try:
+            import dlib
+        except ImportError as err:  # a test-only dependency (requirements-test.txt), absent on the Space
+            raise CheckpointError(
+                "the dlib landmark backend needs dlib: pip install dlib-bin face-recognition-models "
+                "(or use the face_alignment backend)"
+            ) from err
 
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(predictor_path))

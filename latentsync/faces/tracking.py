@@ -1,7 +1,17 @@
 """Per-frame face choice over a video, streamed in chunks, with gap filling and landmark smoothing.
 
 ``FaceTracker.update`` detects faces chunk by chunk (only the chosen face's landmarks are kept: 68×2
-floats per frame), ``finish`` resolves the whole track at once:
+floats per frame), ``finish`` resolves the whole track at once.
+
+Face choice follows one face through the video: the largest usable face starts the track (as in the
+reference, §4.5 step 1); every later frame takes the usable face nearest the track's last box
+(:func:`follow_face`), so two people of similar size never make the track hop between them. A frame
+where the followed face is not found counts as a missing detection even when other faces are visible
+(a missed detection must not hand the rest of the video to someone else); only after more than
+``max_gap`` such frames in a row is the face lost, and the next frame starts a new track on its largest
+usable face. A change of identity therefore always sits behind a gap too long to be filled, so gap
+filling and smoothing never mix two faces. (The followed face has to reappear within ``MAX_TRACK_SHIFT``
+face sizes of where it was last seen; one that moved further during a bridged gap starts a new track.)
 
 1. Gaps: a run of frames without a usable face that is at most ``max_gap`` frames long is filled by
    linear interpolation between the frames on either side (at the start or end of the video, where only
@@ -25,10 +35,16 @@ import numpy as np
 
 from latentsync.errors import InputError
 from latentsync.faces.alignment import NUM_LANDMARKS
-from latentsync.faces.detection import REFERENCE_MIN_SCORE, LandmarkBackend, choose_face
+from latentsync.faces.detection import REFERENCE_MIN_SCORE, Face, LandmarkBackend, choose_face, is_usable
 
 DEFAULT_MAX_GAP = 5  # frames (0.2 s at 25 fps) of missing detections that are interpolated
 SMOOTHING_WINDOW_SIGMAS = 3.0  # the smoothing window reaches ±3σ frames
+# A face is "the same face" as the track when its box centre lies within this many face sizes (√(w·h) of
+# the track's last box) of the track's last box centre. At 25 fps a face moves a small fraction of its
+# size per frame (a brisk head turn or pan: under 0.1 per frame), so half a face size also covers a
+# bridged gap of DEFAULT_MAX_GAP frames; the boxes of two different people barely overlap, so their
+# centres are about one face size or more apart. Half a face size leaves a margin on both sides.
+MAX_TRACK_SHIFT = 0.5
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,30 @@ def smooth_runs(values: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarr
     return flat.reshape(values.shape)
 
 
+def _centre_and_size(box: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre (2,) and size √(w·h) of an (x1, y1, x2, y2) box."""
+    box = np.asarray(box, dtype=np.float64)
+    width, height = max(box[2] - box[0], 0.0), max(box[3] - box[1], 0.0)
+    return (box[:2] + box[2:]) / 2, math.sqrt(width * height)
+
+
+def follow_face(
+    faces: list[Face], track_box: np.ndarray, min_score: float = REFERENCE_MIN_SCORE
+) -> Face | None:
+    """The usable face whose box centre is nearest the track's box ``track_box`` (4,) centre, provided it
+    lies within ``MAX_TRACK_SHIFT`` face sizes of it; None when no usable face is that close."""
+    track_centre, track_size = _centre_and_size(track_box)
+    best, best_shift = None, MAX_TRACK_SHIFT
+    for face in faces:
+        if not is_usable(face, min_score):
+            continue
+        centre, _ = _centre_and_size(face.box)
+        shift = float(np.linalg.norm(centre - track_centre)) / max(track_size, 1.0)
+        if shift <= best_shift:
+            best, best_shift = face, shift
+    return best
+
+
 class FaceTracker:
     """Incremental: feed chunks of consecutive frames in order (streaming), then call :meth:`finish`."""
 
@@ -143,6 +183,8 @@ class FaceTracker:
         self.min_score = float(getattr(backend, "min_score", REFERENCE_MIN_SCORE))
         self._landmarks: list[np.ndarray] = []  # per frame (68, 2), NaN when no usable face
         self._boxes: list[np.ndarray] = []  # per frame (4,)
+        self._track_box: np.ndarray | None = None  # (4,) box of the followed face where last found
+        self._missed = 0  # frames in a row since then without the followed face
         self._finished = False
 
     @property
@@ -157,13 +199,25 @@ class FaceTracker:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be (n, H, W, 3) uint8 RGB, got {frames.dtype} {frames.shape}")
         for frame in frames:
-            face = choose_face(self.backend.detect(frame), self.min_score)
+            face = self._choose(self.backend.detect(frame))
             if face is None:
                 self._landmarks.append(np.full((NUM_LANDMARKS, 2), np.nan, dtype=np.float32))
                 self._boxes.append(np.full(4, np.nan, dtype=np.float32))
             else:
                 self._landmarks.append(np.asarray(face.landmarks, dtype=np.float32))
                 self._boxes.append(np.asarray(face.box, dtype=np.float32))
+
+    def _choose(self, faces: list[Face]) -> Face | None:
+        """This frame's face: the followed one while the track holds, else the largest (a new track)."""
+        if self._track_box is not None and self._missed <= self.max_gap:
+            face = follow_face(faces, self._track_box, self.min_score)
+        else:  # the start, or the followed face has been missing longer than a fillable gap
+            face = choose_face(faces, self.min_score)
+        if face is None:
+            self._missed += 1
+        else:
+            self._track_box, self._missed = np.asarray(face.box, dtype=np.float32), 0
+        return face
 
     def finish(self) -> FaceTrack:
         """Resolve gaps and smoothing over all frames seen. InputError when no frame had a usable face."""
