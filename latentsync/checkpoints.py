@@ -14,13 +14,19 @@ Local directory layout (the official ``checkpoints/`` folder plus the VAE)::
     auxiliary/2DFAN4-cd938726ad.zip, auxiliary/s3fd-619a316812.pth   # face-alignment landmarks + detector
     auxiliary/syncnet_v2.model    # only for sync scores
     latentsync_config.json        # optional: overrides for this directory (see LocalSettings)
+
+The face-alignment weights have a second source: face-alignment's own download cache
+(``torch.hub.get_dir()/checkpoints``, i.e. ``$TORCH_HOME/hub/checkpoints``, default ``~/.cache/torch/hub/checkpoints``)
+with the files ``s3fd-619a316812.pth`` and ``2DFAN4-11f355bf06.pth.tar`` (or the 1.4-era ``2DFAN4-cd938726ad.zip``).
+It is used when the primary source (the local directory, or the Hub and its cache) cannot provide them; it is only
+read, never written.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from latentsync.errors import CheckpointError
@@ -32,6 +38,12 @@ LOCAL_CONFIG_NAME = "latentsync_config.json"
 LATENTSYNC_15_REPO, LATENTSYNC_16_REPO = "ByteDance/LatentSync-1.5", "ByteDance/LatentSync-1.6"
 SD_VAE_REPO = "stabilityai/sd-vae-ft-mse"
 DEFAULT_REVISION = "main"
+
+# face-alignment's own cache (README §12): torch.hub.get_dir()/checkpoints under these exact names. The same names as
+# in latentsync.faces.backend_face_alignment (not imported here: it pulls in OpenCV and torch).
+FACE_ALIGNMENT_CACHE_SUBDIR = "checkpoints"
+FACE_ALIGNMENT_DETECTOR_FILE = "s3fd-619a316812.pth"
+FACE_ALIGNMENT_FAN_FILES = ("2DFAN4-11f355bf06.pth.tar", "2DFAN4-cd938726ad.zip")  # 1.5's plain file, or 1.4's archive
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,29 @@ def get_version(name: str) -> VersionSpec:
         raise ValueError(f"unknown LatentSync version {name!r}; available: {', '.join(VERSIONS)}") from None
 
 
+def _with_revision(spec: VersionSpec, revision: str | None) -> VersionSpec:
+    """``spec`` with ``revision`` on every file of the version's own Hub repo (the UNet's); None keeps the pins.
+
+    A revision names a commit, branch or tag of one repository, so files of other repos keep theirs: the VAE's, and,
+    for 1.6, the auxiliary models, which live in the 1.5 repo.
+    """
+    if revision is None:
+        return spec
+    repo = spec.unet.repo_id
+
+    def pin(f: HubFile) -> HubFile:
+        return replace(f, revision=str(revision)) if f.repo_id == repo else f
+
+    return replace(
+        spec,
+        unet=pin(spec.unet),
+        whisper=pin(spec.whisper),
+        vae=tuple(pin(f) for f in spec.vae),
+        face_alignment=tuple(pin(f) for f in spec.face_alignment),
+        syncnet_v2=pin(spec.syncnet_v2),
+    )
+
+
 @dataclass(frozen=True)
 class LocalSettings:
     """Optional ``latentsync_config.json`` of a local directory (used by tiny test checkpoints and custom models).
@@ -148,19 +183,11 @@ def local_checkpoints_dir(checkpoints_dir: str | os.PathLike | None = None) -> P
     return path
 
 
-def fetch(files: tuple[HubFile, ...] | list[HubFile], root: Path | None) -> list[Path]:
-    """Local paths of ``files``: from ``root`` when given, else downloaded (or found in the cache) from the Hub.
-
-    Raises :class:`CheckpointError` naming every file that is missing, with how to get it.
-    """
+def _locate(files: tuple[HubFile, ...] | list[HubFile], root: Path | None) -> tuple[dict[HubFile, Path], str]:
+    """The files that can be had (from ``root`` when given, else the Hub cache, else a download) and, when some
+    cannot, why (empty otherwise)."""
     if root is not None:
-        missing = [f for f in files if not (root / f.local_path).is_file()]
-        if missing:
-            lines = "\n".join(
-                f"  {root / f.local_path}   (hf download {f.repo_id} {f.filename} --local-dir ...)" for f in missing
-            )
-            raise CheckpointError(f"missing model files in {root}:\n{lines}")
-        return [root / f.local_path for f in files]
+        return {f: root / f.local_path for f in files if (root / f.local_path).is_file()}, ""
 
     import huggingface_hub
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -177,7 +204,7 @@ def fetch(files: tuple[HubFile, ...] | list[HubFile], root: Path | None) -> list
         except LocalEntryNotFoundError:
             pass
     reason = ""
-    if huggingface_hub.is_offline_mode():
+    if len(found) < len(files) and huggingface_hub.is_offline_mode():
         reason = "HF_HUB_OFFLINE is set and these files are not in the Hugging Face cache"
     else:
         for f in files:
@@ -188,14 +215,76 @@ def fetch(files: tuple[HubFile, ...] | list[HubFile], root: Path | None) -> list
             except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
                 reason = f"downloading {f.repo_id}/{f.filename} failed: {type(err).__name__}: {str(err).splitlines()[0]}"
                 break
+    return found, reason
+
+
+def _missing_error(missing: list[HubFile], root: Path | None, reason: str, note: str = "") -> CheckpointError:
+    if root is not None:
+        lines = "\n".join(
+            f"  {root / f.local_path}   (hf download {f.repo_id} {f.filename} --local-dir ...)" for f in missing
+        )
+        return CheckpointError(f"missing model files in {root}:\n{lines}{note}")
+    lines = "\n".join(f"  {f.repo_id}/{f.filename} (revision {f.revision})" for f in missing)
+    return CheckpointError(
+        f"could not get model files ({reason}):\n{lines}\n"
+        f"Download them while online, or point {CHECKPOINTS_ENV} / --checkpoints at a directory holding them.{note}"
+    )
+
+
+def fetch(files: tuple[HubFile, ...] | list[HubFile], root: Path | None) -> list[Path]:
+    """Local paths of ``files``: from ``root`` when given, else downloaded (or found in the cache) from the Hub.
+
+    Raises :class:`CheckpointError` naming every file that is missing, with how to get it.
+    """
+    found, reason = _locate(files, root)
     missing = [f for f in files if f not in found]
     if missing:
-        lines = "\n".join(f"  {f.repo_id}/{f.filename} (revision {f.revision})" for f in missing)
-        raise CheckpointError(
-            f"could not get model files ({reason}):\n{lines}\n"
-            f"Download them while online, or point {CHECKPOINTS_ENV} / --checkpoints at a directory holding them."
-        )
+        raise _missing_error(missing, root, reason)
     return [found[f] for f in files]
+
+
+def face_alignment_cache_dir() -> Path:
+    """face-alignment's own download folder, ``torch.hub.get_dir()/checkpoints`` (honours ``$TORCH_HOME`` and
+    ``torch.hub.set_dir``). Only read here."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / FACE_ALIGNMENT_CACHE_SUBDIR
+
+
+def _cached_face_alignment_dir() -> Path | None:
+    """face-alignment's cache folder when it holds the detector and a landmark network, else None."""
+    folder = face_alignment_cache_dir()
+    if (folder / FACE_ALIGNMENT_DETECTOR_FILE).is_file() and any((folder / n).is_file() for n in FACE_ALIGNMENT_FAN_FILES):
+        return folder
+    return None
+
+
+def _fetch_with_face_weights(
+    files: list[HubFile], face_files: tuple[HubFile, ...], root: Path | None
+) -> tuple[list[Path], Path | None]:
+    """Paths of ``files`` and the folder of the face backend's weights (None when it needs none).
+
+    The face weights come from the primary source (``root`` or the Hub) when it has them all, else from
+    face-alignment's own cache; one error lists everything that neither source has.
+    """
+    found, reason = _locate([*files, *face_files], root)
+    missing = [f for f in files if f not in found]
+    face_dir, note = None, ""
+    if face_files:
+        if all(f in found for f in face_files):
+            face_dir = found[face_files[0]].parent
+        else:
+            face_dir = _cached_face_alignment_dir()
+        if face_dir is None:
+            missing += [f for f in face_files if f not in found]
+            note = (
+                f"\nThe face-alignment weights were not in face-alignment's own cache either: "
+                f"{face_alignment_cache_dir()} would need {FACE_ALIGNMENT_DETECTOR_FILE} and "
+                f"{FACE_ALIGNMENT_FAN_FILES[0]} (set TORCH_HOME to use another cache)."
+            )
+    if missing:
+        raise _missing_error(missing, root, reason, note)
+    return [found[f] for f in files], face_dir
 
 
 def _face_files(spec: VersionSpec, settings: LocalSettings) -> tuple[HubFile, ...]:
@@ -203,13 +292,18 @@ def _face_files(spec: VersionSpec, settings: LocalSettings) -> tuple[HubFile, ..
     return spec.face_alignment if settings.face_backend == "face_alignment" else ()
 
 
-def resolve_checkpoints(version: str = "1.5", checkpoints_dir: str | os.PathLike | None = None) -> CheckpointPaths:
-    """Local paths for everything :func:`latentsync.load_pipeline` needs for ``version``."""
-    spec = get_version(version)
+def resolve_checkpoints(
+    version: str = "1.5", checkpoints_dir: str | os.PathLike | None = None, *, revision: str | None = None
+) -> CheckpointPaths:
+    """Local paths for everything :func:`latentsync.load_pipeline` needs for ``version``.
+
+    ``revision``: a commit, branch or tag of the version's Hub repo (None: the registry's pin); not used with a local
+    directory. The face-alignment weights fall back to face-alignment's own cache (see the module docstring).
+    """
+    spec = _with_revision(get_version(version), revision)
     root = local_checkpoints_dir(checkpoints_dir)
     settings = LocalSettings.read(root)
-    face_files = _face_files(spec, settings)
-    paths = fetch([spec.unet, spec.whisper, *spec.vae, *face_files], root)
+    paths, face_dir = _fetch_with_face_weights([spec.unet, spec.whisper, *spec.vae], _face_files(spec, settings), root)
     unet, whisper, vae_config = paths[0], paths[1], paths[2]
     return CheckpointPaths(
         version=spec,
@@ -217,24 +311,31 @@ def resolve_checkpoints(version: str = "1.5", checkpoints_dir: str | os.PathLike
         unet=unet,
         whisper=whisper,
         vae_dir=vae_config.parent,
-        face_weights_dir=paths[-1].parent if face_files else None,
+        face_weights_dir=face_dir,
         settings=settings,
     )
 
 
 def resolve_sync_scoring(
-    version: str = "1.5", checkpoints_dir: str | os.PathLike | None = None
+    version: str = "1.5", checkpoints_dir: str | os.PathLike | None = None, *, revision: str | None = None
 ) -> tuple[str, Path | None, Path]:
-    """What scoring a video needs: (face backend name, its weights directory or None, syncnet_v2.model path)."""
-    spec = get_version(version)
+    """What scoring a video needs: (face backend name, its weights directory or None, syncnet_v2.model path).
+
+    ``revision`` as in :func:`resolve_checkpoints` (the auxiliary files live in the 1.5 repo, so it applies to them
+    only for version 1.5).
+    """
+    spec = _with_revision(get_version(version), revision)
     root = local_checkpoints_dir(checkpoints_dir)
     settings = LocalSettings.read(root)
-    face_files = _face_files(spec, settings)
-    paths = fetch([*face_files, spec.syncnet_v2], root)  # one call: an error lists everything that is missing
-    return settings.face_backend, paths[0].parent if face_files else None, paths[-1]
+    # One lookup: an error lists everything that is missing.
+    paths, face_dir = _fetch_with_face_weights([spec.syncnet_v2], _face_files(spec, settings), root)
+    return settings.face_backend, face_dir, paths[0]
 
 
-def resolve_syncnet_v2(version: str = "1.5", checkpoints_dir: str | os.PathLike | None = None) -> Path:
-    """Local path of the original SyncNet weights used for Sync-C / Sync-D scores."""
-    spec = get_version(version)
+def resolve_syncnet_v2(
+    version: str = "1.5", checkpoints_dir: str | os.PathLike | None = None, *, revision: str | None = None
+) -> Path:
+    """Local path of the original SyncNet weights used for Sync-C / Sync-D scores (``revision`` as in
+    :func:`resolve_sync_scoring`)."""
+    spec = _with_revision(get_version(version), revision)
     return fetch([spec.syncnet_v2], local_checkpoints_dir(checkpoints_dir))[0]
