@@ -8,6 +8,10 @@ time-major: tokens ``t0 l0 … t0 l4, t1 l0 …`` → ``(50, d)``.
 Frame count: the reference makes ``floor(L/2) + 2`` frames (``reference_num_frames``); this project
 makes ``ceil(audio_seconds · 25)`` (``num_video_frames``). Frames whose window runs past the features
 simply clamp to the last step, so :func:`audio_windows` works for any frame index ≥ 0.
+
+The features are either the eager tensor of ``WhisperAudioEncoder.encode`` or the lazy
+:class:`~latentsync.models.whisper.WhisperFeatures` of ``WhisperAudioEncoder.features`` (same values; it
+runs the encoder only on the 30-s windows a frame range needs, so memory does not grow with the clip).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from latentsync.media import SAMPLE_RATE, VIDEO_FPS
-from latentsync.models.whisper import WHISPER_FRAMES_PER_SECOND
+from latentsync.models.whisper import WHISPER_FRAMES_PER_SECOND, WhisperFeatures
 
 STEPS_PER_VIDEO_FRAME = WHISPER_FRAMES_PER_SECOND // VIDEO_FPS  # 2 Whisper steps per video frame
 AUDIO_FEAT_LENGTH = (2, 2)  # reference config: video frames of audio context before / after the current frame
@@ -50,10 +54,11 @@ def window_indices(
     return (centres[:, None] + offsets[None, :]).clamp(0, num_steps - 1)  # (count, 10)
 
 
-def audio_windows(features: torch.Tensor, start: int, count: int) -> torch.Tensor:
+def audio_windows(features: torch.Tensor | WhisperFeatures, start: int, count: int) -> torch.Tensor:
     """Features (L, H, d) → UNet audio tokens of frames ``start … start + count − 1``: (count, 10·H, d).
 
-    Training's ``crop_overlap_audio_window(features, s)`` is ``audio_windows(features, s, 16)``.
+    ``features``: the (L, H, d) tensor, or a lazy ``WhisperFeatures`` (only the steps these frames read are
+    computed). Training's ``crop_overlap_audio_window(features, s)`` is ``audio_windows(features, s, 16)``.
     """
     if features.ndim != 3:
         raise ValueError(f"features must be (steps, hidden_states, dim), got shape {tuple(features.shape)}")

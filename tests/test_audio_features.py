@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -16,6 +17,13 @@ from latentsync.audio_features import (
     num_video_frames,
     reference_num_frames,
     window_indices,
+)
+from latentsync.models.whisper import (
+    SAMPLE_RATE,
+    WhisperAudioEncoder,
+    WhisperFeatures,
+    tiny_whisper_dims,
+    write_random_whisper_checkpoint,
 )
 
 GOLDEN = "tiny_audio_golden.safetensors"
@@ -114,3 +122,118 @@ def test_invalid_ranges_raise():
         audio_windows(features[0], 0, 1)
     with pytest.raises(ValueError, match="at least one feature step"):
         audio_windows(features[:0], 0, 1)
+
+
+# ---- lazily evaluated features (WhisperAudioEncoder.features) ------------------------------------------
+LAZY_CLIP_SAMPLES = 65 * SAMPLE_RATE + 4800  # 65.3 s: 30-s windows of 1500, 1500 and 265 steps
+FRAME_CHUNK = 16  # the pipeline's frames per UNet call
+
+
+@pytest.fixture(scope="module")
+def whisper_checkpoint(tmp_path_factory) -> Path:
+    return write_random_whisper_checkpoint(
+        tmp_path_factory.mktemp("whisper") / "tiny.pt", tiny_whisper_dims(), seed=0
+    )
+
+
+@pytest.fixture(scope="module")
+def long_clip() -> np.ndarray:
+    return np.random.default_rng(7).uniform(-0.4, 0.4, LAZY_CLIP_SAMPLES).astype(np.float32)
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["windows_per_batch=1", "windows_per_batch=2"])
+def encoder(request, whisper_checkpoint) -> WhisperAudioEncoder:
+    return WhisperAudioEncoder.from_checkpoint(whisper_checkpoint, windows_per_batch=request.param)
+
+
+@pytest.fixture(scope="module")
+def eager(encoder, long_clip) -> torch.Tensor:
+    return encoder.encode(long_clip)
+
+
+def encoder_calls(encoder: WhisperAudioEncoder) -> tuple[list[int], object]:
+    """Records how many 30-s windows every encoder call gets."""
+    calls: list[int] = []
+    hook = encoder.encoder.conv1.register_forward_hook(
+        lambda module, args, out: calls.append(args[0].shape[0])
+    )
+    return calls, hook
+
+
+def test_lazy_features_look_like_the_eager_tensor(encoder, eager, long_clip):
+    lazy = encoder.features(long_clip)
+    assert isinstance(lazy, WhisperFeatures)
+    assert lazy.shape == eager.shape == (3265, 5, 16) and len(lazy) == 3265 and lazy.ndim == 3
+    assert (lazy.device, lazy.dtype, lazy.num_windows) == (eager.device, eager.dtype, 3)
+    assert lazy.cached_windows == []  # nothing encoded until read
+    assert torch.equal(lazy.materialise(), eager)
+
+
+@pytest.mark.parametrize(
+    ("start", "count"),
+    [
+        (0, FRAME_CHUNK),  # clip start: clamped to step 0
+        (740, FRAME_CHUNK),  # frames 740-755 read steps 1476-1515: crosses the 30-s window boundary
+        (745, 1),  # one frame whose 10 steps (1486-1495) end just before the boundary
+        (748, 1),  # one frame reading steps 1492-1501: both sides of the boundary
+        (1495, FRAME_CHUNK),  # crosses the 60-s boundary (step 3000)
+        (1633 - FRAME_CHUNK, FRAME_CHUNK),  # the clip's last 16 frames (ceil(65.3 * 25) = 1633)
+        (1630, FRAME_CHUNK),  # runs past the end: clamped to the last step
+        (0, 0),
+    ],
+)
+def test_lazy_windows_equal_eager_windows(encoder, eager, long_clip, start, count):
+    lazy = encoder.features(long_clip)
+    assert torch.equal(audio_windows(lazy, start, count), audio_windows(eager, start, count))
+
+
+def test_a_sequential_pass_encodes_every_window_once_and_holds_only_what_a_read_touches(
+    encoder, eager, long_clip
+):
+    lazy = encoder.features(long_clip)
+    per_group = encoder.windows_per_batch
+    calls, hook = encoder_calls(encoder)
+    try:
+        held = []
+        for start in range(0, num_video_frames(LAZY_CLIP_SAMPLES), FRAME_CHUNK):
+            count = min(FRAME_CHUNK, num_video_frames(LAZY_CLIP_SAMPLES) - start)
+            assert torch.equal(audio_windows(lazy, start, count), audio_windows(eager, start, count))
+            steps = window_indices(start, count, len(lazy))
+            steps_per_group = 1500 * per_group
+            touched_groups = range(int(steps.min()) // steps_per_group, int(steps.max()) // steps_per_group + 1)
+            touched = [w for g in touched_groups for w in range(g * per_group, min((g + 1) * per_group, 3))]
+            assert lazy.cached_windows == touched, start
+            held.append(len(lazy.cached_windows))
+    finally:
+        hook.remove()
+    assert sum(calls) == 3  # each window through the encoder exactly once
+    assert max(calls) <= per_group and max(held) <= 2 * per_group  # two groups at most, at a boundary
+
+
+def test_lazy_features_work_like_the_pipeline_uses_them(encoder, long_clip):
+    """audio_windows(...)[mask on features.device]: the pipeline's read of the frames that have a face."""
+    lazy, eager = encoder.features(long_clip), encoder.encode(long_clip)
+    keep = torch.tensor([True, False] * 8)
+    picked = audio_windows(lazy, 752, FRAME_CHUNK)[keep.to(lazy.device)]
+    assert picked.shape == (8, 50, 16)
+    assert torch.equal(picked, audio_windows(eager, 752, FRAME_CHUNK)[keep])
+
+
+def test_short_clip_lazy_equals_eager(whisper_checkpoint):
+    waveform = np.random.default_rng(8).uniform(-0.3, 0.3, 52_800).astype(np.float32)  # 3.3 s
+    encoder = WhisperAudioEncoder.from_checkpoint(whisper_checkpoint)
+    lazy, eager = encoder.features(waveform), encoder.encode(waveform)
+    frames = num_video_frames(waveform.size)
+    assert torch.equal(audio_windows(lazy, 0, frames), audio_windows(eager, 0, frames))
+
+
+def test_lazy_features_reject_bad_indices(encoder, long_clip):
+    lazy = encoder.features(long_clip)
+    with pytest.raises(IndexError, match="outside 0…3264"):
+        lazy[torch.tensor([3265])]
+    with pytest.raises(IndexError, match="outside"):
+        lazy[torch.tensor([-1, 5])]
+    with pytest.raises(TypeError, match="integer tensor"):
+        lazy[torch.tensor([1.0])]
+    with pytest.raises(TypeError, match="integer tensor"):
+        lazy[0:5]

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from latentsync.errors import CheckpointError, InputError
 from latentsync.models.whisper import (
@@ -157,6 +158,109 @@ def test_silence_gives_finite_features(random_checkpoint):
     features = WhisperAudioEncoder.from_checkpoint(random_checkpoint).encode(silence)
     assert features.shape == (100, 5, 16)
     assert torch.isfinite(features).all()
+
+
+# ---- values against an explicit computation of the documented recipe (reference README §4.2) ---------
+def explicit_log10_mel(waveform: np.ndarray) -> torch.Tensor:
+    """log10 mel power of the centred, reflect-padded STFT, last frame dropped: (80, num_samples // 160)."""
+    stft = torch.stft(torch.from_numpy(waveform), 400, 160, window=torch.hann_window(400), center=True,
+                      pad_mode="reflect", return_complex=True)
+    return torch.clamp(mel_filterbank() @ stft[:, :-1].abs() ** 2, min=1e-10).log10()
+
+
+def normalised(log10: torch.Tensor, clip_max: torch.Tensor) -> torch.Tensor:
+    return (torch.maximum(log10, clip_max - 8) + 4) / 4
+
+
+def explicit_log_mel(waveform: np.ndarray) -> torch.Tensor:
+    """The documented formula over the WHOLE clip, written out here: (80, num_samples // 160)."""
+    log10 = explicit_log10_mel(waveform)
+    return normalised(log10, log10.max())  # the clip's maximum, not a window's
+
+
+def explicit_window(log_mel: torch.Tensor, window: int) -> torch.Tensor:
+    """30-s window ``window`` of a normalised log-mel, zero-padded to 3000 frames: (80, 3000)."""
+    part = log_mel[:, 3000 * window : 3000 * (window + 1)]
+    return torch.nn.functional.pad(part, (0, 3000 - part.shape[1]))  # 0 in normalised log-mel space
+
+
+@torch.no_grad()
+def reference_hidden_states(encoder: WhisperEncoder, mel_window: torch.Tensor) -> torch.Tensor:
+    """transformers' own WhisperEncoder.forward on one window, recording the input of block 1 and every
+    block's output (all before ln_post) with hooks: (1500, n_layer + 1, d)."""
+    states: list[torch.Tensor] = []
+    hooks = [encoder.layers[0].register_forward_pre_hook(lambda module, args: states.append(args[0][0]))]
+    hooks += [
+        layer.register_forward_hook(lambda module, args, out: states.append(out[0])) for layer in encoder.layers
+    ]
+    try:
+        encoder(mel_window[None])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return torch.stack(states, dim=1)
+
+
+def mel_inputs(encoder: WhisperAudioEncoder) -> tuple[list[torch.Tensor], object]:
+    """Records every (n_mels, 3000) window the encoder's first conv receives."""
+    seen: list[torch.Tensor] = []
+    hook = encoder.encoder.conv1.register_forward_hook(lambda module, args, out: seen.extend(args[0].clone()))
+    return seen, hook
+
+
+def test_whole_clip_maximum_normalises_every_window(random_checkpoint):
+    """45 s: 29 s loud noise, then 16 s about 80 dB quieter, so the second 30-s window (its STFT frames start
+    at 29.9875 s) holds only quiet audio. Its log-mel must be floored at the LOUD part's maximum − 8."""
+    rng = np.random.default_rng(3)
+    loud = rng.uniform(-0.5, 0.5, 29 * SAMPLE_RATE)
+    quiet = rng.uniform(-1e-4, 1e-4, 16 * SAMPLE_RATE)
+    waveform = np.concatenate([loud, quiet]).astype(np.float32)
+    encoder = WhisperAudioEncoder.from_checkpoint(random_checkpoint)
+    seen, hook = mel_inputs(encoder)
+    try:
+        features = encoder.encode(waveform)
+    finally:
+        hook.remove()
+    log10 = explicit_log10_mel(waveform)
+    log_mel = normalised(log10, log10.max())
+    assert len(seen) == 2  # the encoder's inputs: window 0 and window 1 (1500 real frames, then zeros)
+    torch.testing.assert_close(seen[1], explicit_window(log_mel, 1), atol=1e-5, rtol=0)
+    # Most of the quiet window lies below (clip max − 8) and sits on that floor; a per-window maximum
+    # (floor 8 below the quiet part's own maximum) would floor none of it.
+    quiet_log10 = log10[:, 3000:]
+    clip_floor = (log10.max() - 8 + 4) / 4
+    on_floor = (seen[1][:, :1500] - clip_floor).abs() < 1e-6
+    assert on_floor.float().mean() > 0.9
+    per_window = normalised(quiet_log10, quiet_log10.max())
+    assert per_window.min() < clip_floor - 0.25 and (per_window - seen[1][:, :1500]).abs().max() > 0.25
+    expected = reference_hidden_states(encoder.encoder, explicit_window(log_mel, 1))[:750]
+    assert features.shape == (2250, 5, 16)
+    torch.testing.assert_close(features[1500:], expected, atol=1e-5, rtol=0)
+    lazy = encoder.features(waveform)
+    torch.testing.assert_close(lazy.log_mel_max, log10.max(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(lazy.window_log_mel(1), explicit_window(log_mel, 1), atol=1e-5, rtol=0)
+
+
+def test_three_windows_keep_only_the_steps_with_audio(random_checkpoint):
+    """65.3 s = 6530 mel frames = windows of 3000, 3000, 530 frames → 1500 + 1500 + 265 steps."""
+    waveform = np.random.default_rng(4).uniform(-0.4, 0.4, 65 * SAMPLE_RATE + 4800).astype(np.float32)
+    encoder = WhisperAudioEncoder.from_checkpoint(random_checkpoint)
+    features = encoder.encode(waveform)
+    assert num_feature_steps(waveform.size) == 3265 and features.shape == (3265, 5, 16)
+    log_mel = explicit_log_mel(waveform)
+    for window, (start, end) in enumerate([(0, 1500), (1500, 3000), (3000, 3265)]):
+        expected = reference_hidden_states(encoder.encoder, explicit_window(log_mel, window))
+        torch.testing.assert_close(features[start:end], expected[: end - start], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("num_samples", "steps"), [(52_800, 165), (MIN_SAMPLES, 1)])  # 3.3 s, 20 ms
+def test_short_clip_equals_the_start_of_its_zero_padded_window(random_checkpoint, num_samples, steps):
+    waveform = np.random.default_rng(5).uniform(-0.3, 0.3, num_samples).astype(np.float32)
+    encoder = WhisperAudioEncoder.from_checkpoint(random_checkpoint)
+    window = explicit_window(explicit_log_mel(waveform), 0)  # 330 (or 2) real frames, then zeros
+    assert not window[:, 2 * steps :].any()
+    expected = reference_hidden_states(encoder.encoder, window)[:steps]
+    torch.testing.assert_close(encoder.encode(waveform), expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(

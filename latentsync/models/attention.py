@@ -1,88 +1,63 @@
-"""Multi-head attention and the per-frame spatial transformer (self-attention + audio cross-attention).
+"""The per-frame spatial transformer (self-attention + audio cross-attention) and the temporal attention.
 
-Parameter names equal the official checkpoint's (``to_q/to_k/to_v/to_out.0``,
-``norm1/attn1/norm2/attn2/ff/norm3``). The feed-forward is diffusers' ``FeedForward`` (GEGLU; names
-``ff.net.0.proj`` / ``ff.net.2`` and maths match). Attention is written here rather than taken from
-diffusers' ``Attention``: the temporal variant must register its positional encoding after ``to_out``
-(checkpoint order) and add it before the projections, and one 20-line class with
-``scaled_dot_product_attention`` serves spatial, audio and temporal attention alike.
+Both are diffusers building blocks whose parameter names and maths equal the official checkpoint's:
+
+* ``SpatialTransformer`` is ``diffusers.Transformer2DModel`` (GroupNorm eps 1e-6 -> 1x1 conv ``proj_in`` ->
+  one ``BasicTransformerBlock`` ``norm1/attn1/norm2/attn2/norm3/ff`` with GEGLU -> 1x1 conv ``proj_out`` ->
+  ``+ input``) applied to every frame by folding frames into the batch. diffusers registers ``norm3`` before
+  ``ff`` (the checkpoint has ``ff`` first): only the state_dict order differs, names and shapes are equal.
+* Every attention is ``diffusers.models.attention_processor.Attention`` (``to_q/to_k/to_v`` without bias,
+  ``to_out.0`` with bias) run by ``AttnProcessor2_0``, i.e. ``F.scaled_dot_product_attention``.
+
+Written here: the frame folding, and a processor that makes ``attn2`` contribute nothing when no audio is
+given (the reference skips the audio cross-attention then; diffusers would run ``attn2`` as self-attention).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from diffusers.models.attention import FeedForward
-from einops import rearrange
-from torch import nn
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
-from latentsync.models.resnet import FrameGroupNorm
+from latentsync.models.resnet import frame_by_frame
 
-# The spatial transformer's own GroupNorm eps (hard-coded in the official Transformer3DModel).
-SPATIAL_NORM_EPS = 1e-6
+# Feed-forward of every transformer block (official: diffusers FeedForward with GEGLU, C -> 8C -> split -> C).
+FEED_FORWARD_ACTIVATION = "geglu"
 
 
-class MultiHeadAttention(nn.Module):
-    """Scaled dot-product attention: q/k/v projections without bias, output projection with bias."""
+class AudioCrossAttnProcessor(AttnProcessor2_0):
+    """SDPA attention (``AttnProcessor2_0``) whose output is zero when called without a context.
 
-    def __init__(self, query_dim: int, heads: int, head_dim: int, context_dim: int | None = None) -> None:
-        super().__init__()
-        inner_dim = heads * head_dim
-        self.heads = heads
-        self.to_q = nn.Linear(query_dim, inner_dim, bias=False)
-        self.to_k = nn.Linear(context_dim or query_dim, inner_dim, bias=False)
-        self.to_v = nn.Linear(context_dim or query_dim, inner_dim, bias=False)
-        self.to_out = nn.ModuleList([nn.Linear(inner_dim, query_dim)])  # index 0: the checkpoint's to_out.0
+    diffusers' ``BasicTransformerBlock`` always calls ``attn2``, as self-attention when
+    ``encoder_hidden_states`` is None; the reference skips the audio cross-attention then. Adding zeros to the
+    residual stream equals that skip.
+    """
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        # x: (n, l, query_dim); context: (n, m, context_dim) or None for self-attention
-        context = x if context is None else context
-        q, k, v = (rearrange(t, "n l (h d) -> n h l d", h=self.heads)
-                   for t in (self.to_q(x), self.to_k(context), self.to_v(context)))
-        out = F.scaled_dot_product_attention(q, k, v)  # (n, heads, l, d), scale 1/sqrt(d), no mask
-        return self.to_out[0](rearrange(out, "n h l d -> n l (h d)"))
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, *args, **kwargs) -> torch.Tensor:
+        if encoder_hidden_states is None:
+            return torch.zeros_like(hidden_states)
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
 
 
-class SpatialTransformerBlock(nn.Module):
-    """Pre-LayerNorm block on the h*w tokens of one frame: self-attn, optional audio cross-attn, GEGLU FF."""
-
-    def __init__(self, dim: int, heads: int, audio_dim: int | None) -> None:
-        super().__init__()
-        head_dim = dim // heads
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn1 = MultiHeadAttention(dim, heads, head_dim)
-        # add_audio_layer: the only place audio enters the net
-        self.norm2 = nn.LayerNorm(dim) if audio_dim is not None else None
-        self.attn2 = MultiHeadAttention(dim, heads, head_dim, audio_dim) if audio_dim is not None else None
-        self.ff = FeedForward(dim, activation_fn="geglu")
-        self.norm3 = nn.LayerNorm(dim)
-
-    def forward(self, x: torch.Tensor, audio: torch.Tensor | None) -> torch.Tensor:
-        # x: ((b f), h*w, c); audio: ((b f), tokens, audio_dim) - each frame sees only its own audio window
-        x = x + self.attn1(self.norm1(x))
-        if audio is not None and self.attn2 is not None:
-            x = x + self.attn2(self.norm2(x), audio)
-        return x + self.ff(self.norm3(x))
-
-
-class SpatialTransformer(nn.Module):
-    """Per-frame GN -> 1x1 conv -> transformer block over h*w tokens -> 1x1 conv, plus the input."""
+class SpatialTransformer(Transformer2DModel):
+    """The official ``Transformer3DModel``: diffusers' ``Transformer2DModel`` on every frame of a video."""
 
     def __init__(self, channels: int, heads: int, groups: int, audio_dim: int | None) -> None:
-        super().__init__()
         if channels % heads:
             raise ValueError(f"{channels} channels cannot be split into {heads} attention heads")
-        self.norm = FrameGroupNorm(groups, channels, eps=SPATIAL_NORM_EPS, affine=True)
-        self.proj_in = nn.Conv2d(channels, channels, kernel_size=1)
-        self.transformer_blocks = nn.ModuleList([SpatialTransformerBlock(channels, heads, audio_dim)])
-        self.proj_out = nn.Conv2d(channels, channels, kernel_size=1)
-
-    def forward(self, x: torch.Tensor, audio: torch.Tensor | None) -> torch.Tensor:
-        # x: (b, c, f, h, w); audio: ((b f), tokens, audio_dim) or None
-        b, _, _, h, w = x.shape
-        tokens = self.proj_in(rearrange(self.norm(x), "b c f h w -> (b f) c h w"))
-        tokens = rearrange(tokens, "n c h w -> n (h w) c")  # n = b*f
+        super().__init__(num_attention_heads=heads, attention_head_dim=channels // heads,
+                         in_channels=channels, norm_num_groups=groups, cross_attention_dim=audio_dim,
+                         activation_fn=FEED_FORWARD_ACTIVATION)
         for block in self.transformer_blocks:
-            tokens = block(tokens, audio)
-        out = self.proj_out(rearrange(tokens, "n (h w) c -> n c h w", h=h, w=w))
-        return x + rearrange(out, "(b f) c h w -> b c f h w", b=b)
+            if block.attn2 is not None:  # add_audio_layer: the only place audio enters the net
+                block.attn2.set_processor(AudioCrossAttnProcessor())
+
+    def forward(self, x: torch.Tensor, audio: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+        # x: (b, c, f, h, w); audio: ((b f), tokens, audio_dim) - each frame sees only its own audio window
+        return frame_by_frame(self._forward_frames, x, audio)  # GroupNorm statistics per frame too
+
+    def _forward_frames(self, frames: torch.Tensor, audio: torch.Tensor | None) -> torch.Tensor:
+        # frames: ((b f), c, h, w) -> ((b f), c, h, w)
+        return super().forward(frames, encoder_hidden_states=audio, return_dict=False)[0]

@@ -2,64 +2,54 @@
 
 Names follow the official checkpoint: ``motion_modules.N.temporal_transformer.{norm, proj_in,
 transformer_blocks.0.{attention_blocks.K.{to_q,to_k,to_v,to_out.0,pos_encoder.pe}, norms.K, ff, ff_norm},
-proj_out}``.
+proj_out}``. Reused from diffusers: ``Attention`` (SDPA via ``AttnProcessor2_0``), ``FeedForward`` (GEGLU) and
+``SinusoidalPositionalEmbedding`` (buffer ``pe`` (1, max_len, C), sin on even / cos on odd channels, the same
+values as the official ``PositionalEncoding``). The transformer and its block are written here: the
+checkpoint's AnimateDiff names (``temporal_transformer``, ``attention_blocks.K``, ``norms.K``, ``ff_norm``, a
+``pos_encoder`` per attention) are not those of diffusers' port (``AnimateDiffTransformer3D`` with
+``BasicTransformerBlock``'s ``attn1``/``norm1``/... and one ``pos_embed`` per block), whose GroupNorm also
+pools all frames where the official one normalises each frame.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from diffusers.models.attention import FeedForward
+from diffusers.models.attention_processor import Attention
+from diffusers.models.embeddings import SinusoidalPositionalEmbedding
 from einops import rearrange
 from torch import nn
 
-from latentsync.models.attention import MultiHeadAttention
+from latentsync.models.attention import FEED_FORWARD_ACTIVATION
 from latentsync.models.resnet import FrameGroupNorm
 from latentsync.models.unet_config import MotionModuleConfig
 
 # The official TemporalTransformer3DModel ignores norm_num_groups: its GroupNorm has 32 groups, eps 1e-6.
 MOTION_NORM_GROUPS = 32
 MOTION_NORM_EPS = 1e-6
-# Base of the sinusoidal position code (as in "Attention is all you need").
-POSITION_ENCODING_BASE = 10_000.0
 
 
-class SinusoidalPositionalEncoding(nn.Module):
-    """Adds ``pe[:, :f]`` to (n, f, c) sequences; ``pe`` is a persistent buffer (it is in the checkpoint)."""
-
-    def __init__(self, dim: int, max_len: int) -> None:
-        super().__init__()
-        # pe[0, t, 2i] = sin(t * w_i), pe[0, t, 2i+1] = cos(t * w_i), w_i = 10000^(-2i/dim); float32 like the
-        # official buffer.
-        position = torch.arange(max_len, dtype=torch.float32)[:, None]  # (max_len, 1)
-        exponents = torch.arange(0, dim, 2, dtype=torch.float32)  # 2i
-        freqs = torch.exp(exponents * (-math.log(POSITION_ENCODING_BASE) / dim))
-        pe = torch.zeros(1, max_len, dim)
-        pe[0, :, 0::2] = torch.sin(position * freqs)
-        pe[0, :, 1::2] = torch.cos(position * freqs)
-        self.register_buffer("pe", pe, persistent=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.pe[:, : x.shape[1]]  # x: (n, f, c)
-
-
-class TemporalSelfAttention(MultiHeadAttention):
+class TemporalSelfAttention(Attention):
     """Self-attention over frames; the position code is added to its input only (not to the residual)."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, max_frames: int | None) -> None:
-        super().__init__(dim, heads, head_dim)
-        self.pos_encoder = SinusoidalPositionalEncoding(dim, max_frames) if max_frames is not None else None
+        super().__init__(query_dim=dim, heads=heads, dim_head=head_dim)  # no q/k/v bias, to_out.0 with bias
+        # Registered after to_out, as in the checkpoint: pe (1, max_frames, dim) float32, persistent.
+        self.pos_encoder = SinusoidalPositionalEmbedding(dim, max_frames) if max_frames is not None else None
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         # x: ((b h w), f, c) - one sequence of frames per spatial position
         if self.pos_encoder is not None:
             x = self.pos_encoder(x)
-        return super().forward(x)
+        # Straight to the SDPA processor: Attention.forward adds only the filtering of processor kwargs (an
+        # inspect.signature call per attention, ~15 us), and there are none here.
+        return self.processor(self, x)
 
 
 class TemporalTransformerBlock(nn.Module):
     """Pre-LayerNorm temporal self-attentions (each with its own norm), then a GEGLU feed-forward."""
+
+    # Not diffusers' BasicTransformerBlock (same maths): the checkpoint names attention_blocks.K, norms.K.
 
     def __init__(self, dim: int, heads: int, head_dim: int, cfg: MotionModuleConfig) -> None:
         super().__init__()
@@ -68,7 +58,7 @@ class TemporalTransformerBlock(nn.Module):
         self.attention_blocks = nn.ModuleList(
             [TemporalSelfAttention(dim, heads, head_dim, max_frames) for _ in range(n_attn)])
         self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(n_attn)])
-        self.ff = FeedForward(dim, activation_fn="geglu")
+        self.ff = FeedForward(dim, activation_fn=FEED_FORWARD_ACTIVATION)
         self.ff_norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,6 +70,8 @@ class TemporalTransformerBlock(nn.Module):
 
 class TemporalTransformer(nn.Module):
     """Per-frame GN -> Linear in -> temporal blocks over frames -> Linear out, plus the input."""
+
+    # Not diffusers' AnimateDiffTransformer3D: its GroupNorm pools all frames (here: per frame), names differ.
 
     def __init__(self, channels: int, cfg: MotionModuleConfig) -> None:
         super().__init__()

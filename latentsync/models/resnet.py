@@ -1,35 +1,49 @@
 """Video ("inflated") convolutions, GroupNorms and the ResNet / resampling blocks of the LatentSync UNet.
 
 All tensors here are videos ``(b, c, f, h, w)``. 2-D layers are applied frame by frame by folding frames into
-the batch; their weights stay 4-D ``(out, in, kh, kw)`` as in the official checkpoint. diffusers'
-``ResnetBlock2D``/``Downsample2D``/``Upsample2D`` have the same parameter names but work on 4-D tensors, and
-the ResNet GroupNorm here must see all frames of a call at once, so these are written out.
+the batch; their weights stay 4-D ``(out, in, kh, kw)`` as in the official checkpoint. The resamplers are
+diffusers' ``Downsample2D`` / ``Upsample2D`` (same names and maths) on the folded frames. The ResNet block is
+written out: its GroupNorms must see all frames of a call jointly (5-D), while diffusers' ``ResnetBlock2D``
+needs 4-D input throughout (Conv2d, ``temb[:, :, None, None]``), so folding frames would make them per-frame.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from diffusers.models.downsampling import Downsample2D
+from diffusers.models.upsampling import Upsample2D
 from einops import rearrange
 from torch import nn
+
+# Downsample2D's name for a layer whose conv is registered only as ``conv`` (its default "conv" would also
+# register the same module as ``Conv2d_0``, a second state_dict name).
+DOWNSAMPLE_CONV_NAME = "op"
+
+
+def frame_by_frame(fn: Callable[..., torch.Tensor], x: torch.Tensor, *args: Any, **kwargs: Any
+                   ) -> torch.Tensor:
+    """A 4-D (image) layer on every frame: (b, c, f, h, w) -> ((b f), c, h, w) -> fn -> (b, c', f, h', w')."""
+    b = x.shape[0]
+    y = fn(rearrange(x, "b c f h w -> (b f) c h w"), *args, **kwargs)
+    return rearrange(y, "(b f) c h w -> b c f h w", b=b)
 
 
 class FrameConv2d(nn.Conv2d):
     """A Conv2d applied to every frame of a video (official name: InflatedConv3d)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
-        y = super().forward(rearrange(x, "b c f h w -> (b f) c h w"))
-        return rearrange(y, "(b f) c h w -> b c f h w", b=b)
+        return frame_by_frame(super().forward, x)
 
 
 class FrameGroupNorm(nn.GroupNorm):
     """A GroupNorm with statistics per frame (``nn.GroupNorm`` on a 5-D tensor would pool all frames)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
-        y = super().forward(rearrange(x, "b c f h w -> (b f) c h w"))
-        return rearrange(y, "(b f) c h w -> b c f h w", b=b)
+        return frame_by_frame(super().forward, x)
 
 
 def video_group_norm(groups: int, channels: int, eps: float, per_frame: bool) -> nn.GroupNorm:
@@ -44,6 +58,8 @@ def video_group_norm(groups: int, channels: int, eps: float, per_frame: bool) ->
 
 class ResnetBlock3D(nn.Module):
     """GN -> SiLU -> conv1 -> (+ time embedding) -> GN -> SiLU -> conv2, plus a (1x1 conv) shortcut."""
+
+    # Not diffusers' ResnetBlock2D (same names): it runs on one 4-D tensor, these GroupNorms need all frames.
 
     def __init__(self, in_channels: int, out_channels: int, temb_channels: int, *, groups: int, eps: float,
                  per_frame_norm: bool = False, output_scale_factor: float = 1.0) -> None:
@@ -66,28 +82,24 @@ class ResnetBlock3D(nn.Module):
         return (shortcut + h) / self.output_scale_factor
 
 
-class Downsample3D(nn.Module):
-    """Halve h and w of every frame with a stride-2 3x3 conv (frames untouched)."""
+class Downsample3D(Downsample2D):
+    """Stride-2 3x3 conv halving h and w of every frame: per-frame ``Downsample2D``."""
 
     def __init__(self, channels: int, padding: int = 1) -> None:
-        super().__init__()
-        self.conv = FrameConv2d(channels, channels, kernel_size=3, stride=2, padding=padding)
+        super().__init__(channels, use_conv=True, padding=padding, name=DOWNSAMPLE_CONV_NAME)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)  # (b, c, f, h/2, w/2)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return frame_by_frame(super().forward, x)  # (b, c, f, h, w) -> (b, c, f, ceil(h/2), ceil(w/2))
 
 
-class Upsample3D(nn.Module):
-    """Nearest-neighbour resize of every frame to ``size`` (2x by default), then a 3x3 conv."""
+class Upsample3D(Upsample2D):
+    """Nearest resize of every frame to ``size`` (default 2x), then a 3x3 conv: ``Upsample2D`` per frame."""
 
     def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = FrameConv2d(channels, channels, kernel_size=3, padding=1)
+        super().__init__(channels, use_conv=True)
 
-    def forward(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,  # type: ignore[override]
+                size: tuple[int, int] | None = None) -> torch.Tensor:
         # x: (b, c, f, h, w) -> (b, c, f, H, W) with (H, W) = size or (2h, 2w); the explicit size lets odd
-        # latent sizes meet their skip connection (same rule as diffusers' forward_upsample_size).
-        b, _, _, h, w = x.shape
-        size = size if size is not None else (2 * h, 2 * w)
-        frames = F.interpolate(rearrange(x, "b c f h w -> (b f) c h w"), size=tuple(size), mode="nearest")
-        return self.conv(rearrange(frames, "(b f) c h w -> b c f h w", b=b))
+        # latent sizes meet their skip connection (diffusers' forward_upsample_size rule).
+        return frame_by_frame(super().forward, x, output_size=tuple(size) if size is not None else None)

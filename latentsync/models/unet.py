@@ -3,7 +3,8 @@
 Input ``(b, 13, f, h, w)`` = [noisy latent 4 | mask 1 | masked-image latent 4 | reference latent 4], output
 the predicted noise ``(b, 4, f, h, w)``. Audio enters only through the ``attn2`` cross-attention of every
 spatial transformer; frames interact through the motion modules and through the cross-frame ResNet GroupNorms.
-``state_dict()`` names, shapes and order equal the official ``latentsync_unet.pt`` (reference README §3.3).
+``state_dict()`` names and shapes equal the official ``latentsync_unet.pt`` (reference README §3.3); so does the
+order, except that each spatial transformer block lists ``norm3`` before ``ff`` (diffusers' block).
 """
 
 from __future__ import annotations

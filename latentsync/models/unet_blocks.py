@@ -1,8 +1,8 @@
 """The down, mid and up blocks of the LatentSync UNet (one resolution level each).
 
 A level is ``layers`` x (ResNet -> spatial transformer (if "CrossAttn") -> motion module (if enabled)) plus a
-resampler. Attribute order (attentions, resnets, motion_modules, resamplers) reproduces the official
-state_dict order.
+resampler. Attribute order (attentions, resnets, motion_modules, resamplers) follows the official
+state_dict order (loading matches names, so order is cosmetic).
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ LatentSync conditions its UNet on Whisper features computed the way its vendored
 4. per window only the steps covered by real audio are kept, ``floor(window_mel_frames / 2)``, and the
    windows are concatenated → ``(L, n_layer + 1, d)`` at 50 steps per second.
 
+``WhisperAudioEncoder.features`` gives these features lazily (:class:`WhisperFeatures`: the clip's log-mel
+maximum up front, then the encoder per 30-s window on demand), so memory does not grow with the clip;
+``encode`` materialises the same values as one tensor.
+
 The network is ``transformers.WhisperEncoder`` (same maths as OpenAI's ``AudioEncoder``; attention
 scales q by d_head^-0.5 instead of q and k by d_head^-0.25 each, equal up to rounding). Weights come
 from the official OpenAI checkpoint format (``whisper/tiny.pt``: ``{"dims": {...},
@@ -51,7 +55,9 @@ LOG_DYNAMIC_RANGE = 8.0  # log10 units kept below the clip's maximum (80 dB)
 LOG_MEL_OFFSET = 4.0  # normalised log-mel = (log10 + LOG_MEL_OFFSET) / LOG_MEL_SCALE, roughly [-1, 1]
 LOG_MEL_SCALE = 4.0
 
-DEFAULT_WINDOWS_PER_BATCH = 4  # 30-s windows per encoder call: 2 minutes of audio, bounded memory
+# 30-s windows per encoder call. One: a 1500-step encoder call gains little from batching, and a lazily read
+# clip (WhisperFeatures) then holds at most the two windows a read crosses (2 x 11.5 MB for tiny in float32).
+DEFAULT_WINDOWS_PER_BATCH = 1
 
 OPENAI_DECODER_KEYS_PER_BLOCK = 24  # attn 7 + attn_ln 2 + cross_attn 7 + cross_attn_ln 2 + mlp 4 + mlp_ln 2
 
@@ -322,21 +328,53 @@ def mel_filterbank(n_mels: int = N_MELS) -> torch.Tensor:
     return torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=n_mels))
 
 
+def num_mel_frames(num_samples: int) -> int:
+    """Mel frames of a clip: one per hop (the centred STFT's extra last frame is dropped, as Whisper does)."""
+    return num_samples // HOP_LENGTH
+
+
+def log10_mel_frames(
+    waveform: torch.Tensor, first: int, count: int, filters: torch.Tensor, device: torch.device | None = None
+) -> torch.Tensor:
+    """Un-normalised log10 mel power of the clip's frames ``first … first + count − 1``: (n_mels, count).
+
+    The frames are those of the clip's centred Hann STFT with reflect padding (frame j covers samples
+    ``160·j − 200 … 160·j + 199``, mirrored at the clip's two ends only), computed from just the samples they
+    cover, so a 30-s window costs the same whatever the clip's length. ``waveform`` (num_samples,) may stay on
+    the CPU; the needed samples are moved to ``device`` (default: the waveform's).
+    """
+    num_samples = waveform.shape[0]
+    if first < 0 or count < 1 or first + count > num_mel_frames(num_samples):
+        raise ValueError(f"mel frames {first}…{first + count - 1} are outside the clip's "
+                         f"{num_mel_frames(num_samples)} frames")
+    half = N_FFT // 2
+    lo, hi = first * HOP_LENGTH - half, (first + count - 1) * HOP_LENGTH + half  # [lo, hi) in clip samples
+    segment = waveform[max(lo, 0) : min(hi, num_samples)].to(device or waveform.device)
+    if lo < 0 or hi > num_samples:  # the clip's own ends: reflect, like torch.stft(center=True)
+        pad = (max(-lo, 0), max(hi - num_samples, 0))
+        segment = nn.functional.pad(segment[None, None], pad, mode="reflect")[0, 0]
+    window = torch.hann_window(N_FFT, device=segment.device)
+    stft = torch.stft(segment, N_FFT, HOP_LENGTH, window=window, center=False, return_complex=True)
+    power = stft.abs() ** 2  # (201, count)
+    mel = filters.to(segment.device) @ power  # (n_mels, count)
+    return torch.clamp(mel, min=LOG_POWER_FLOOR).log10()
+
+
+def normalise_log_mel(log10_mel: torch.Tensor, clip_max: torch.Tensor | float) -> torch.Tensor:
+    """Whisper's normalisation with the WHOLE clip's maximum: ``(max(x, clip_max − 8) + 4) / 4``."""
+    floor = torch.as_tensor(clip_max, dtype=log10_mel.dtype, device=log10_mel.device) - LOG_DYNAMIC_RANGE
+    return (torch.maximum(log10_mel, floor) + LOG_MEL_OFFSET) / LOG_MEL_SCALE
+
+
 def log_mel_spectrogram(waveform: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
     """Whisper's normalised log-mel of a whole clip: (num_samples,) → (n_mels, num_samples // HOP_LENGTH).
 
     Centred Hann STFT with reflect padding, last frame dropped; power × mel filters; log10 clamped at
-    1e-10; floored at (clip max − 8); then ``(x + 4) / 4``.
+    1e-10; floored at (clip max − 8); then ``(x + 4) / 4``. (The encoder computes the same per 30-s window
+    with the clip's maximum: :class:`WhisperFeatures`.)
     """
-    window = torch.hann_window(N_FFT, device=waveform.device)
-    stft = torch.stft(
-        waveform, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect", return_complex=True
-    )
-    power = stft[:, :-1].abs() ** 2  # (201, num_samples // HOP_LENGTH)
-    mel = filters.to(waveform.device) @ power  # (n_mels, frames)
-    log_mel = torch.clamp(mel, min=LOG_POWER_FLOOR).log10()
-    log_mel = torch.maximum(log_mel, log_mel.max() - LOG_DYNAMIC_RANGE)
-    return (log_mel + LOG_MEL_OFFSET) / LOG_MEL_SCALE
+    log10_mel = log10_mel_frames(waveform, 0, num_mel_frames(waveform.shape[0]), filters)
+    return normalise_log_mel(log10_mel, log10_mel.max())
 
 
 def num_feature_steps(num_samples: int) -> int:
@@ -431,30 +469,132 @@ class WhisperAudioEncoder:
             states.append(x)
         return torch.stack(states, dim=2)  # (b, 1500, n_layer + 1, d)
 
-    @torch.inference_mode()
+    def features(self, waveform: np.ndarray) -> WhisperFeatures:
+        """The clip's features, evaluated lazily 30-s window by window (see :class:`WhisperFeatures`).
+
+        Checks the audio (``InputError`` as :meth:`encode`) and computes the whole-clip log-mel maximum now;
+        the encoder runs only when steps are read.
+        """
+        return WhisperFeatures(self, waveform)
+
     def encode(self, waveform: np.ndarray) -> torch.Tensor:
         """(num_samples,) float32 at 16 kHz → (L, n_layer + 1, d) on ``self.device`` in ``self.dtype``.
 
         ``L = num_feature_steps(num_samples)``; raises ``InputError`` for empty, too short, non-mono or
-        non-finite audio.
+        non-finite audio. Holds all L steps at once (~23 MB per minute for tiny in float32); streaming callers
+        use :meth:`features`, whose values are identical.
         """
-        samples = torch.from_numpy(_check_waveform(waveform)).to(self.device)
-        mel = log_mel_spectrogram(samples, self.mel_filters)  # (n_mels, T), global-max normalised
-        num_mel_frames = mel.shape[1]
-        num_windows = -(-num_mel_frames // MEL_FRAMES_PER_WINDOW)
-        # Zero-pad to whole windows (0 in normalised log-mel space, as the reference's pad_or_trim).
-        mel = nn.functional.pad(mel, (0, num_windows * MEL_FRAMES_PER_WINDOW - num_mel_frames))
-        windows = mel.reshape(self.dims.n_mels, num_windows, MEL_FRAMES_PER_WINDOW)  # (n_mels, w, 3000)
-        windows = windows.transpose(0, 1)  # (w, n_mels, 3000)
+        return self.features(waveform).materialise()
 
-        features = []
-        for first in range(0, num_windows, self.windows_per_batch):
-            batch = windows[first : first + self.windows_per_batch].to(self.dtype)
-            states = self.hidden_states(batch)  # (b, 1500, n_layer + 1, d)
-            for offset, window_states in enumerate(states):
-                start = (first + offset) * MEL_FRAMES_PER_WINDOW
-                window_mel_frames = min(num_mel_frames - start, MEL_FRAMES_PER_WINDOW)
-                features.append(window_states[: window_mel_frames // ENCODER_STRIDE])
-        result = torch.cat(features)  # (L, n_layer + 1, d)
-        assert result.shape[0] == num_feature_steps(waveform.size)
+
+class WhisperFeatures:
+    """Lazily evaluated Whisper features of one clip: the tensor :meth:`WhisperAudioEncoder.encode` returns,
+    without holding it.
+
+    Holds the waveform (not copied), the whole clip's log-mel maximum (computed at construction, one 30-s
+    window at a time) and the encoder outputs of the windows the latest read touched. Reading steps
+    (``features[indices]``, what :func:`latentsync.audio_features.audio_windows` does) runs the encoder on
+    the 30-s windows those steps lie in, in the same groups of ``windows_per_batch`` windows, on the same
+    normalised log-mel, as ``encode`` does: the same computations, so the same values (tested bit for bit on
+    CPU). Memory is bounded by the windows one read spans (two groups at most, for a video-frame range that
+    crosses a group boundary), whatever the clip's length.
+
+    Behaves like the (L, n_layer + 1, d) tensor for ``shape``, ``ndim``, ``device``, ``dtype``, ``len`` and
+    integer-tensor indexing along the steps.
+    """
+
+    def __init__(self, encoder: WhisperAudioEncoder, waveform: np.ndarray) -> None:
+        self.encoder = encoder
+        self._samples = torch.from_numpy(_check_waveform(waveform))  # (num_samples,) CPU, shares the memory
+        num_samples = self._samples.shape[0]
+        self.num_mel_frames = num_mel_frames(num_samples)
+        self.num_windows = -(-self.num_mel_frames // MEL_FRAMES_PER_WINDOW)
+        self.num_steps = num_feature_steps(num_samples)
+        self._windows_per_group = encoder.windows_per_batch  # encode()'s grouping: one encoder call each
+        self._steps_per_group = self._windows_per_group * (MEL_FRAMES_PER_WINDOW // ENCODER_STRIDE)
+        with torch.inference_mode():
+            # The whole clip's maximum (un-normalised log10 units), the reference's normalisation constant.
+            window_maxima = [self._log10_mel(w).max() for w in range(self.num_windows)]
+            self.log_mel_max = torch.stack(window_maxima).max()  # 0-d float32 on the encoder's device
+        self._groups: dict[int, torch.Tensor] = {}  # group index -> (steps of its windows, n_layer + 1, d)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((self.num_steps, self.encoder.num_hidden_states, self.encoder.feature_dim))
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.encoder.dtype
+
+    def __len__(self) -> int:
+        return self.num_steps
+
+    @property
+    def cached_windows(self) -> list[int]:
+        """The 30-s windows whose encoder outputs are held now (ascending)."""
+        per_group = self._windows_per_group
+        return [w for g in sorted(self._groups)
+                for w in range(g * per_group, min((g + 1) * per_group, self.num_windows))]
+
+    def window_log_mel(self, window: int) -> torch.Tensor:
+        """The encoder input of 30-s window ``window``: (n_mels, 3000) float32, normalised with the clip's
+        maximum; the last window is zero-padded in normalised space (as the reference's ``pad_or_trim``)."""
+        with torch.inference_mode():
+            log_mel = normalise_log_mel(self._log10_mel(window), self.log_mel_max)
+            return nn.functional.pad(log_mel, (0, MEL_FRAMES_PER_WINDOW - log_mel.shape[1]))
+
+    @torch.inference_mode()
+    def __getitem__(self, steps: torch.Tensor) -> torch.Tensor:
+        """``features[steps]`` for an integer tensor of step indices (any shape) → steps.shape + (H, d)."""
+        if not isinstance(steps, torch.Tensor) or steps.is_floating_point() or steps.is_complex():
+            raise TypeError("WhisperFeatures is indexed with an integer tensor of step indices, "
+                            f"got {type(steps).__name__}")
+        if steps.numel() == 0:
+            return torch.empty((*steps.shape, *self.shape[1:]), dtype=self.dtype, device=self.device)
+        lo, hi = int(steps.min()), int(steps.max())
+        if lo < 0 or hi >= self.num_steps:
+            raise IndexError(f"feature steps {lo}…{hi} are outside 0…{self.num_steps - 1}")
+        first, last = lo // self._steps_per_group, hi // self._steps_per_group
+        for group in [g for g in self._groups if not first <= g <= last]:
+            del self._groups[group]  # keep only what this read touches
+        for group in range(first, last + 1):
+            if group not in self._groups:
+                self._groups[group] = self._encode_group(group)
+        groups = [self._groups[g] for g in range(first, last + 1)]
+        block = groups[0] if len(groups) == 1 else torch.cat(groups)  # (steps of groups first…last, H, d)
+        return block[(steps - first * self._steps_per_group).to(block.device)]
+
+    @torch.inference_mode()
+    def materialise(self) -> torch.Tensor:
+        """All L steps as one tensor (L, n_layer + 1, d): what ``encode`` returns. Caches nothing."""
+        num_groups = -(-self.num_windows // self._windows_per_group)
+        result = torch.cat([self._encode_group(g) for g in range(num_groups)])
+        assert result.shape == self.shape
         return result
+
+    def _log10_mel(self, window: int) -> torch.Tensor:
+        first = window * MEL_FRAMES_PER_WINDOW
+        count = min(self.num_mel_frames - first, MEL_FRAMES_PER_WINDOW)
+        return log10_mel_frames(self._samples, first, count, self.encoder.mel_filters, self.device)
+
+    def _encode_group(self, group: int) -> torch.Tensor:
+        """Windows ``group·B … group·B + B − 1`` (B = windows_per_batch) in one encoder call; per window only
+        the steps covered by real audio, ``floor(window_mel_frames / 2)``, are kept."""
+        per_group = self._windows_per_group
+        windows = range(group * per_group, min((group + 1) * per_group, self.num_windows))
+        with torch.inference_mode():
+            mel = torch.stack([self.window_log_mel(w) for w in windows])  # (b, n_mels, 3000)
+            states = self.encoder.hidden_states(mel.to(self.dtype))  # (b, 1500, n_layer + 1, d)
+            kept = []
+            for window, window_states in zip(windows, states):
+                mel_frames = min(self.num_mel_frames - window * MEL_FRAMES_PER_WINDOW, MEL_FRAMES_PER_WINDOW)
+                kept.append(window_states[: mel_frames // ENCODER_STRIDE])
+            return torch.cat(kept)  # (steps, n_layer + 1, d)
