@@ -1,19 +1,26 @@
 """Command line: ``python -m latentsync --video V --audio A --output O`` (see ``--help``).
 
 Exit codes: 0 success; 2 a problem with the input or the arguments (the message says what to fix); 1 anything
-else (missing weights, out of memory, a bug), reported in one line unless ``--debug`` asks for the traceback.
+else (missing weights, out of memory, a bug), reported in one line unless ``--debug`` asks for the traceback;
+130 / 143 stopped by SIGINT (Ctrl-C) / SIGTERM (``docker stop``, ``timeout``), after removing temporary files.
+Arguments, devices, input files and the output path are all checked before the models load.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from latentsync.errors import CheckpointError, InputError
 
 EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
+EXIT_SIGNAL_BASE = 128  # killed-by-signal convention: 130 for SIGINT (Ctrl-C), 143 for SIGTERM (docker stop, timeout)
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m latentsync",
         description="Re-generate the mouth in a face video so that it matches a speech clip (LatentSync).",
-        epilog="Exit codes: 0 success, 1 failure, 2 bad input or arguments.",
+        epilog="Exit codes: 0 success, 1 failure, 2 bad input or arguments, 130/143 interrupted (SIGINT/SIGTERM).",
     )
     parser.add_argument("--video", required=True, type=Path, help="face video (any format ffmpeg reads)")
     parser.add_argument("--audio", required=True, type=Path,
@@ -75,10 +82,53 @@ def check_files_exist(args: argparse.Namespace, *names: str) -> None:
             raise InputError(f"--{name}: file not found: {path}")
 
 
-def run_reporting_errors(action: Callable[[], str], debug: bool) -> int:
-    """Run ``action`` (which returns the success message) and map failures to exit codes with one-line messages."""
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived. A KeyboardInterrupt, so it unwinds like Ctrl-C: every ``with`` and ``finally`` on the
+    way runs (temporary files and partial outputs are removed) and no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def signals_interrupt(signums: tuple[int, ...] = INTERRUPT_SIGNALS) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise :class:`Interrupted` (once: a second signal during the clean-up is
+    ignored so that the clean-up finishes). Signals the parent set to be ignored (``nohup``, background jobs) stay
+    ignored; the previous handlers come back afterwards. Only the main thread can handle signals: elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame) -> None:
+        if not received:
+            received.append(signum)
+            raise Interrupted(signum)
+
+    previous = {}
+    for signum in signums:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, handler)
     try:
-        message = action()
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, signal.SIG_DFL if old is None else old)  # None: a handler not set from Python
+
+
+def run_reporting_errors(action: Callable[[], str], debug: bool) -> int:
+    """Run ``action`` (which returns the success message) and map failures to exit codes with one-line messages.
+
+    SIGINT / SIGTERM stop it in an orderly way (clean-up runs) with exit code 128 + the signal's number (130, 143).
+    """
+    try:
+        with signals_interrupt():
+            message = action()
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(f"interrupted ({signal.Signals(signum).name}): stopped, temporary files removed", file=sys.stderr)
+        return EXIT_SIGNAL_BASE + signum
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT
@@ -95,13 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def lipsync() -> str:
-        from latentsync.loading import load_pipeline
-        from latentsync.pipeline import LipSyncOptions
+        from latentsync.loading import load_pipeline, parse_device, parse_dtype
+        from latentsync.pipeline import LipSyncOptions, check_output_path, probe_inputs
 
+        # 1. Everything that can be checked in a second, before the models load (seconds to minutes).
         options = LipSyncOptions(steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
         options.check()
         check_files_exist(args, "video", "audio")
-        pipeline = load_pipeline(args.version, device=args.device, dtype=args.dtype, checkpoints_dir=args.checkpoints)
+        check_output_path(args.output, inputs=(args.video, args.audio), create_folders=False)
+        device = parse_device(args.device)
+        dtype = parse_dtype(args.dtype, device)
+        probe_inputs(args.video, args.audio)
+        # 2. Load and run.
+        pipeline = load_pipeline(args.version, device=device, dtype=dtype, checkpoints_dir=args.checkpoints)
         progress = TqdmProgress()
         try:
             result = pipeline(args.video, args.audio, args.output, options, progress=progress)

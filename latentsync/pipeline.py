@@ -14,9 +14,10 @@ the first pass also writes a constant-25-fps copy that the second pass can read 
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ INTERMEDIATE_CRF = 10  # near-lossless constant-25-fps copy used for ping-pong p
 LATENT_CHANNELS = 4
 DEFAULT_STEPS, DEFAULT_GUIDANCE, DEFAULT_SEED = 20, 1.5, 1247  # the reference's inference.sh / gradio defaults
 MAX_STEPS = 1000  # the scheduler's training steps: more inference steps than that are meaningless
+OUTPUT_PROBE_PREFIX = ".latentsync-write-test-"  # the empty file that proves the output's folder is writable
 
 # The reference's configs/scheduler_config.json as resolved by diffusers (README §4.8): timesteps 951, 901, ..., 1.
 DDIM_CONFIG = {
@@ -100,6 +102,47 @@ class LipSyncResult:
         return text
 
 
+def probe_inputs(video: str | os.PathLike, audio: str | os.PathLike) -> media.MediaInfo:
+    """Check with ffprobe alone (no decoding) that ``video`` has a picture and ``audio`` has sound; the video's info.
+
+    Cheap enough to run before loading any model, so a wrong file is reported before anything slow happens.
+    """
+    info = media.check_video(media.probe(video))  # a picture that plays: not audio only, not a still, not empty
+    if not media.probe(audio).has_audio:
+        raise InputError(f"{Path(audio).name} has no audio track; please provide speech audio (or a video with sound).")
+    return info
+
+
+def check_output_path(output: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
+                      create_folders: bool = True) -> None:  # fmt: skip
+    """Raise :class:`InputError` unless ``output`` can be written, before any work is spent on it.
+
+    Refused: an existing directory, an output that is one of ``inputs`` (it would be overwritten while it is read),
+    and a folder where no file can be created (tried for real: permissions, read-only mounts). Missing folders are
+    created later when ``create_folders``, else refused (the CLI: a mistyped path should not make directories).
+    """
+    output = Path(output)
+    if output.is_dir():
+        raise InputError(f"the output {output} is a directory; give a file name, e.g. {output / 'synced.mp4'}")
+    for source in inputs:
+        same = output.exists() and Path(source).exists() and os.path.samefile(output, source)
+        if same or output.resolve() == Path(source).resolve():
+            raise InputError(f"the output {output} is also an input; choose another file name so the input is kept")
+    folder = output.parent
+    if not folder.exists():
+        if not create_folders:
+            raise InputError(f"the output's folder {folder} does not exist; create it first or choose another path")
+        while not folder.exists():  # the nearest existing ancestor is where the folders would be made
+            folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {output}: {folder} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=OUTPUT_PROBE_PREFIX):
+            pass
+    except OSError as err:
+        raise InputError(f"cannot write {output}: the folder {folder} is not writable ({err.strerror})") from err
+
+
 def pingpong_indices(num_source: int, num_out: int) -> np.ndarray:
     """Source frame for each output frame: forwards, backwards, forwards... (turning frames repeat, as upstream)."""
     period = np.concatenate([np.arange(num_source), np.arange(num_source)[::-1]])  # (2n,)
@@ -118,8 +161,20 @@ def _runs(indices: np.ndarray) -> Iterator[tuple[int, int, int]]:
         i = j
 
 
-def _frames_in_schedule(path: Path, indices: np.ndarray, info: media.MediaInfo) -> Iterator[np.ndarray]:
-    """Yield the frames ``indices`` of a 25 fps video one by one, reading backward runs block by block."""
+def _frames_in_schedule(path: Path, indices: np.ndarray, info: media.MediaInfo,
+                        size: tuple[int, int]) -> Iterator[np.ndarray]:  # fmt: skip
+    """Yield the frames ``indices`` of a 25 fps video one by one, cropped to ``size`` = (height, width).
+
+    The crop matters for the 25 fps copy: H.264 (yuv420p) needs even sizes, so :class:`media.VideoWriter` pads an
+    odd-sized video by a row or column that the source does not have.
+    """
+    height, width = size
+    for frame in _read_schedule(path, indices, info):
+        yield frame[:height, :width]
+
+
+def _read_schedule(path: Path, indices: np.ndarray, info: media.MediaInfo) -> Iterator[np.ndarray]:
+    """The frames ``indices`` of a 25 fps video, as stored, reading backward runs block by block."""
     for first, length, step in _runs(indices):
         if step == 1:
             for chunk in media.iter_video_frames(path, DECODE_CHUNK, start=first, count=length, info=info):
@@ -172,21 +227,22 @@ class LipSyncPipeline:
         """Lip-sync ``video`` to ``audio`` and write ``output`` (an MP4, written atomically)."""
         started = time.perf_counter()
         progress = progress or (lambda stage, done, total: None)
-        # 1. Check the inputs before any heavy work.
+        # 1. Check the inputs, and that the output can be written, before any heavy work.
         options.check()
         if options.score_sync and self.sync_scorer is None:
             raise ValueError("score_sync needs the SyncNet: load the pipeline with load_pipeline(..., sync_scores=True)")
-        info = media.probe(video)
-        if not info.has_video:
-            raise InputError(f"{Path(video).name} has no video stream; please provide a video of a face.")
+        info = probe_inputs(video, audio)
+        check_output_path(output, inputs=(video, audio))
         waveform = media.load_audio(audio)
         num_frames = media.frames_for_duration(len(waveform) / media.SAMPLE_RATE)
         if options.score_sync and num_windows(num_frames, len(waveform)) < 1:
             raise InputError("Sync scores need at least 0.24 s of audio (six video frames); untick them for clips this short.")
         with tempfile.TemporaryDirectory(prefix="latentsync-") as workdir:
-            # 2. Whisper features of the whole clip (the reference normalises the log-mel over the whole clip).
+            # 2. Whisper features, evaluated lazily: the log-mel maximum of the whole clip now (the reference
+            # normalises over the whole clip), the encoder one 30-s window at a time as the chunks need it, so
+            # memory does not grow with the length of the audio.
             progress("audio features", 0, 1)
-            features = self.audio_encoder.encode(waveform)  # (L, 5, d)
+            features = self.audio_encoder.features(waveform)  # behaves as (L, 5, d)
             progress("audio features", 1, 1)
             # 3. Pass 1: find the face in every frame (and keep a 25 fps copy if the video will loop).
             # Only when the video looks shorter than the audio; an estimate off by a frame falls back to seeking.
@@ -204,9 +260,11 @@ class LipSyncPipeline:
             use_copy = looped and copy_path is not None
             source = copy_path if use_copy else Path(video)
             source_info = media.probe(source) if use_copy else info
-            frames = _batched(_frames_in_schedule(source, schedule, source_info), FRAMES_PER_CALL)
+            size = (info.height, info.width)  # the copy may be a row/column larger (even sizes): crop it back
+            frames = _batched(_frames_in_schedule(source, schedule, source_info, size), FRAMES_PER_CALL)
             generated = self._generate(frames, schedule, track.valid, matrices, features, options, progress)
-            with media.VideoWriter(output, width=info.width, height=info.height, audio=audio) as writer:
+            with media.VideoWriter(output, width=info.width, height=info.height, audio=audio,
+                                   create_folders=True) as writer:  # fmt: skip
                 for chunk in generated:
                     writer.write(chunk)
             # 6. Optionally, how well the mouth follows the new audio, before and after.
@@ -214,7 +272,7 @@ class LipSyncPipeline:
             if options.score_sync:
                 progress("sync scores", 0, 2)
                 boxes = track.boxes[schedule]
-                played = _batched(_frames_in_schedule(source, schedule, source_info), DECODE_CHUNK)
+                played = _batched(_frames_in_schedule(source, schedule, source_info, size), DECODE_CHUNK)
                 before = self.sync_scorer.score(played, boxes, waveform)
                 progress("sync scores", 1, 2)
                 after = self.sync_scorer.score(media.iter_video_frames(output, DECODE_CHUNK), boxes, waveform)

@@ -220,3 +220,40 @@ def test_video_whose_soundtrack_outlasts_the_picture_still_loops_exactly(tiny_pi
     assert info.duration > 2.5 and info.frames_at_model_fps == 12
     result = tiny_pipeline(video, speech(tmp_path / "a.wav", 0.8), tmp_path / "o.mp4", LipSyncOptions(steps=1))
     assert result.looped and result.source_frames == 12 and result.num_frames == 20
+
+
+@pytest.mark.slow
+def test_odd_frame_size_loops_at_the_size_it_has_without_looping(tiny_pipeline, tmp_path):
+    # 321x241 in RGB H.264: the 25 fps copy that looping reads is yuv420p, i.e. padded to 322x242.
+    video = tmp_path / "odd.mkv"
+    ffmpeg("-i", str(DEMO_VIDEO), "-vf", "fps=30,scale=321:241", "-frames:v", "15", "-c:v", "libx264rgb", str(video))
+    assert (media.probe(video).width, media.probe(video).height) == (321, 241)
+    looped = tiny_pipeline(video, speech(tmp_path / "long.wav", 1.5), tmp_path / "looped.mp4", FAST)
+    straight = tiny_pipeline(video, speech(tmp_path / "short.wav", 0.3), tmp_path / "straight.mp4", FAST)
+    assert looped.looped and not straight.looped and looped.num_frames == 38
+    sizes = {(info.width, info.height) for info in map(media.probe, [looped.output, straight.output])}
+    assert len(sizes) == 1 and sizes <= {(321, 241), (322, 242)}  # the same either way (the writer may pad)
+    # Every looped frame shows its scheduled source frame outside the face, unshifted by the copy's padding.
+    source = media.read_video_frames(video).astype(np.int16)
+    synced = media.read_video_frames(looped.output)[:, :241, :321].astype(np.int16)
+    far = outside(source.shape[1:3], face_box(source[0].astype(np.uint8)))
+    for j, i in enumerate(pingpong_indices(len(source), 38)):
+        errors = [np.abs(synced[j][far] - frame[far]).mean() for frame in source]
+        assert int(np.argmin(errors)) == i or errors[i] - min(errors) < 0.2
+        assert errors[i] < 4
+
+
+def test_output_that_cannot_be_written_is_refused_before_any_work(tiny_pipeline, tmp_path, monkeypatch):
+    video, audio = cut_video(tmp_path / "v.mp4", 5), speech(tmp_path / "a.wav", 0.4)
+    calls = []
+    monkeypatch.setattr(tiny_pipeline.audio_encoder, "encode", lambda *a: calls.append(a))  # would be the first work
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(InputError, match="is a directory"):
+        tiny_pipeline(video, audio, folder, FAST)
+    with pytest.raises(InputError, match="is also an input"):
+        tiny_pipeline(video, audio, tmp_path / "." / "a.wav", FAST)
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        tiny_pipeline(video, audio, tmp_path / "a.wav" / "o.mp4", FAST)
+    assert calls == [] and list(folder.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "out", "v.mp4"]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -55,3 +58,43 @@ def test_module_entry_point_help():
     proc = subprocess.run([sys.executable, "-m", "latentsync.sync", "--help"], capture_output=True, text=True,
                           cwd=REPO_ROOT)  # fmt: skip
     assert proc.returncode == 0 and "--video" in proc.stdout and "--json" in proc.stdout
+
+
+def test_bad_device_is_exit_2_before_loading(tmp_path, talking_clip, capsys):
+    assert main(["--video", str(talking_clip), "--checkpoints", str(tmp_path), "--device", "foo"]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "unknown device 'foo'" in err and "syncnet_v2.model" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("case", ["no video stream", "no audio track"])
+def test_bad_input_is_reported_before_missing_weights(tmp_path, capsys, case):
+    video = DEMO_AUDIO if case == "no video stream" else DEMO_VIDEO  # the demo video is silent
+    assert main(["--video", str(video), "--checkpoints", str(tmp_path), "--device", "cpu"]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert case in err and "syncnet_v2.model" not in err and "Traceback" not in err
+
+
+def test_sigterm_while_scoring_exits_143_and_restores_the_handlers(talking_clip, tiny_checkpoints, capsys, monkeypatch):
+    import latentsync.sync.cli as sync_cli
+
+    def scored_until_terminated(*args):  # fault injection: the signal arrives in the middle of the scoring
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler raises at the next bytecode, long before this ends
+        raise AssertionError("SIGTERM did not interrupt the scoring")
+
+    received = []
+
+    def safety_net(signum, frame):  # keeps pytest alive if the CLI installed no handler
+        received.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, safety_net)
+    try:
+        monkeypatch.setattr(sync_cli, "score_file", scored_until_terminated)
+        code = main(["--video", str(talking_clip), "--checkpoints", str(tiny_checkpoints), "--device", "cpu"])
+        net = signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    err = capsys.readouterr().err
+    assert code == 143 and received == []  # the CLI's handler caught it, not the safety net
+    assert "interrupted (SIGTERM)" in err and "Traceback" not in err
+    assert net is safety_net  # and it put the previous handler back afterwards

@@ -3,7 +3,8 @@
 Finds the face in every frame with the package's face tracker (our landmark detector instead of the reference's
 S3FD; the crop then follows the reference: box track smoothed, crop scale 0.4, 224x224), scores the video against
 its own soundtrack or ``--audio``, and prints offset, Sync-C (confidence, higher is better) and Sync-D (distance,
-lower is better). Exit codes as the main CLI: 0 success, 1 failure, 2 bad input.
+lower is better). Exit codes as the main CLI: 0 success, 1 failure, 2 bad input, 130 / 143 interrupted by SIGINT /
+SIGTERM (the signals are handled in :func:`latentsync.cli.run_reporting_errors`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,28 @@ from latentsync.errors import InputError
 CHUNK_FRAMES = 64
 
 
+def check_inputs(video: Path, audio: Path | None):
+    """ffprobe only: ``video`` has a picture and ``audio`` (default: the video itself) has sound -> the video's info."""
+    from latentsync import media
+
+    info = media.probe(video)
+    if not info.has_video:
+        raise InputError(f"{video.name} has no video stream; please provide a video of a face.")
+    speech = audio if audio is not None else video
+    if not media.probe(speech).has_audio:
+        hint = "" if audio is not None else " Pass the speech to score against with --audio."
+        raise InputError(
+            f"{speech.name} has no audio track; please provide speech audio (or a video with sound).{hint}"
+        )
+    return info
+
+
 def score_file(video: Path, audio: Path | None, scorer, face_backend):
     """Score ``video`` against ``audio`` (default: the video's own audio track) -> SyncScore."""
     from latentsync import media
     from latentsync.faces import FaceTracker
 
-    info = media.probe(video)
-    if not info.has_video:
-        raise InputError(f"{video.name} has no video stream; please provide a video of a face.")
+    info = check_inputs(video, audio)
     waveform = media.load_audio(audio if audio is not None else video)
     tracker = FaceTracker(face_backend)
     for chunk in media.iter_video_frames(video, CHUNK_FRAMES, info=info):
@@ -41,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m latentsync.sync",
         description="Measure audio-visual sync of a talking-face video with the original SyncNet (Sync-C / Sync-D).",
-        epilog="Exit codes: 0 success, 1 failure, 2 bad input or arguments.",
+        epilog="Exit codes: 0 success, 1 failure, 2 bad input or arguments, 130/143 interrupted (SIGINT/SIGTERM).",
     )
     parser.add_argument("--video", required=True, type=Path, help="talking-face video (any format ffmpeg reads)")
     parser.add_argument("--audio", type=Path, default=None,
@@ -61,11 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     def score() -> str:
         from latentsync.checkpoints import resolve_sync_scoring
         from latentsync.faces import load_landmark_backend
-        from latentsync.loading import default_device
+        from latentsync.loading import parse_device
         from latentsync.sync import SyncScorer
 
+        # Arguments, device and input files first: a wrong one is reported before the weights load.
         check_files_exist(args, "video", "audio")
-        device = args.device or default_device()
+        device = parse_device(args.device)
+        check_inputs(args.video, args.audio)
         backend_name, weights_dir, syncnet_path = resolve_sync_scoring(checkpoints_dir=args.checkpoints)
         backend = load_landmark_backend(backend_name, device=device, weights_dir=weights_dir)
         result = score_file(args.video, args.audio, SyncScorer.from_checkpoint(syncnet_path, device), backend)
