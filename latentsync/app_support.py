@@ -122,7 +122,8 @@ def _too_long(what: str, seconds: float, max_seconds: float, advice: str) -> Inp
 def check_inputs(video: str | None, audio: str | None, max_seconds: float | None) -> tuple[float, float]:
     """Check what can be checked before asking for a GPU; returns (video seconds, audio seconds).
 
-    Raises :class:`InputError` for a missing input, an unreadable file, a video without a picture, audio
+    Raises :class:`InputError` for a missing input, an unreadable file, a video without a picture (or a still
+    image, or no frames), audio
     without sound, or an input longer than ``max_seconds`` (the output lasts as long as the speech, and the
     face pass may read the whole video, so both count).
     """
@@ -130,9 +131,7 @@ def check_inputs(video: str | None, audio: str | None, max_seconds: float | None
         raise InputError("Please add a face video: upload one or record it with the webcam.")
     if not audio:
         raise InputError("Please add the speech: upload an audio file or record it with the microphone.")
-    video_info = media.probe(video)
-    if not video_info.has_video:
-        raise InputError(f"{video_info.path.name} has no picture; please upload a video of a face.")
+    video_info = media.check_video(media.probe(video))  # a picture that plays: not audio only, a still, empty
     audio_info = media.probe(audio)
     if not audio_info.has_audio:
         name = audio_info.path.name

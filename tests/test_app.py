@@ -67,12 +67,14 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("app-inputs")
     ffmpeg("-i", str(DEMO_VIDEO), "-frames:v", str(SHORT_FRAMES), "-an", str(d / "face.mp4"))
     (d / "notes.mp4").write_bytes(b"not a video")
+    ffmpeg("-i", str(DEMO_VIDEO), "-frames:v", "1", "-f", "image2", "-c:v", "png", str(d / "photo.mp4"))
     return {
         "video": d / "face.mp4",
         "audio": speech(d / "speech.wav", SHORT_SECONDS),
         "grey": media.write_video(d / "grey.mp4", [np.full((SHORT_FRAMES, 64, 64, 3), 128, np.uint8)]),
         "long_audio": speech(d / "long.wav", 1.5),
         "not_media": d / "notes.mp4",
+        "still": d / "photo.mp4",
     }
 
 
@@ -117,7 +119,8 @@ def test_check_inputs_accepts_and_measures(inputs):
         (None, "audio", "Please add a face video"),
         ("video", None, "Please add the speech"),
         ("not_media", "audio", "notes.mp4 is not a readable video or audio file"),
-        ("audio", "audio", "speech.wav has no picture"),
+        ("audio", "audio", "speech.wav has no video stream"),
+        ("still", "audio", "photo.mp4 is a still image, not a video"),
         ("video", "video", "face.mp4 has no sound"),
         ("video", "long_audio", "The speech is 1.5 s long, but this app accepts at most 1 s (setting MAX_SECONDS)"),
         (DEMO_VIDEO, "audio", "The video is 4.0 s long, but this app accepts at most 1 s"),
