@@ -146,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def lipsync() -> str:
         from latentsync.loading import load_pipeline, parse_device, parse_dtype
-        from latentsync.pipeline import LipSyncOptions, check_output_path, probe_inputs
+        from latentsync import media
+        from latentsync.pipeline import LipSyncOptions, probe_inputs
 
         # 1. Everything that can be checked in a second, before the models load (seconds to minutes).
         options = LipSyncOptions(steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
         options.check()
         check_files_exist(args, "video", "audio")
-        check_output_path(args.output, inputs=(args.video, args.audio), create_folders=False)
+        media.check_output_path(args.output, inputs=(args.video, args.audio))
         device = parse_device(args.device)
         dtype = parse_dtype(args.dtype, device)
         probe_inputs(args.video, args.audio)

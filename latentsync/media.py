@@ -48,6 +48,7 @@ SEEK_MARGIN_SECONDS = 1.0
 SEEKABLE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi"})
 # A single picture that ffmpeg will happily "play": image demuxers, or one frame of an image codec in any container.
 IMAGE_CODECS = frozenset({"png", "mjpeg", "jpeg2000", "jpegls", "jpegxl", "webp", "gif", "bmp", "tiff", "qoi"})
+OUTPUT_PROBE_PREFIX = ".latentsync-write-test-"  # the empty file that proves an output's folder is writable
 MAX_AUDIO_CHANNELS = 8  # an (n, c) audio array with more "channels" than this is surely (channels, n) by mistake
 
 
@@ -411,22 +412,40 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAM
         wav.writeframes(pcm.tobytes())
 
 
-def _check_output_path(path: Path, create_folders: bool) -> None:
-    """Raise :class:`InputError` now, before any encoding, if ``path`` cannot become a file."""
+def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
+                      create_folders: bool = False) -> None:  # fmt: skip
+    """Raise :class:`InputError` now, before any work is spent on it, unless ``path`` can become a file.
+
+    Refused: an existing folder; one of ``inputs`` (it would be overwritten while it is read); a missing folder
+    (unless ``create_folders``: then the nearest existing ancestor, where the folders would be made, is checked);
+    a parent that is a file; a folder where no file can be created, tried for real (permissions, read-only mounts,
+    and root, whom ``os.access`` always answers yes). Creates nothing.
+    """
+    path = Path(path)
     if path.is_dir():
-        raise InputError(f"Cannot write {path}: it is an existing folder. Give a file name, e.g. {path / 'out.mp4'}.")
-    parent = path.parent
-    if not parent.exists() and create_folders:
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise InputError(f"Cannot write {path}: the folder {parent} cannot be created ({err.strerror or err}).") from err
-    if not parent.exists():
-        raise InputError(f"Cannot write {path}: the folder {parent} does not exist. Create it or choose another path.")
-    if not parent.is_dir():
-        raise InputError(f"Cannot write {path}: {parent} is a file, not a folder. Choose another output path.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"Cannot write {path}: the folder {parent} is not writable. Choose another output path.")
+        raise InputError(
+            f"Cannot write {path}: it is an existing folder (the output is a directory). "
+            f"Give a file name, e.g. {path / 'out.mp4'}."
+        )
+    for source in inputs:
+        same_file = path.exists() and Path(source).exists() and os.path.samefile(path, source)
+        if same_file or path.resolve() == Path(source).resolve():
+            raise InputError(f"Cannot write {path}: it is also an input. Choose another file name so the input is kept.")
+    folder = path.parent
+    if not folder.exists():
+        if not create_folders:
+            raise InputError(f"Cannot write {path}: the folder {folder} does not exist. Create it or choose another path.")
+        while not folder.exists():
+            folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"Cannot write {path}: {folder} is a file, not a folder. Choose another output path.")
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=OUTPUT_PROBE_PREFIX):
+            pass
+    except OSError as err:
+        raise InputError(
+            f"Cannot write {path}: the folder {folder} is not writable ({err.strerror or err}). Choose another output path."
+        ) from err
 
 
 class VideoWriter:
@@ -472,8 +491,9 @@ class VideoWriter:
                     f"{audio_info.path.name} has no audio track to put in {self.path.name}; "
                     "please provide speech audio (or a video with sound)."
                 )
-        _check_output_path(self.path, create_folders)
+        check_output_path(self.path, create_folders=create_folders)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # only missing when create_folders
             self._workdir = Path(tempfile.mkdtemp(prefix=f".{self.path.stem}.", dir=self.path.parent))
         except OSError as err:
             raise InputError(f"Cannot write {self.path}: {err.strerror or err}. Choose another output path.") from err
@@ -582,8 +602,7 @@ def write_video(
 
     See :class:`VideoWriter` for ``audio`` and for the checks of the output path.
     """
-    if Path(path).parent.exists() or not create_folders:  # before the first chunk, which may take long to compute
-        _check_output_path(Path(path), create_folders=False)
+    check_output_path(path, create_folders=create_folders)  # before the first chunk, which may take long to compute
     writer: VideoWriter | None = None
     try:
         for chunk in frames:

@@ -17,7 +17,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +39,6 @@ INTERMEDIATE_CRF = 10  # near-lossless constant-25-fps copy used for ping-pong p
 LATENT_CHANNELS = 4
 DEFAULT_STEPS, DEFAULT_GUIDANCE, DEFAULT_SEED = 20, 1.5, 1247  # the reference's inference.sh / gradio defaults
 MAX_STEPS = 1000  # the scheduler's training steps: more inference steps than that are meaningless
-OUTPUT_PROBE_PREFIX = ".latentsync-write-test-"  # the empty file that proves the output's folder is writable
 
 # The reference's configs/scheduler_config.json as resolved by diffusers (README §4.8): timesteps 951, 901, ..., 1.
 DDIM_CONFIG = {
@@ -111,36 +110,6 @@ def probe_inputs(video: str | os.PathLike, audio: str | os.PathLike) -> media.Me
     if not media.probe(audio).has_audio:
         raise InputError(f"{Path(audio).name} has no audio track; please provide speech audio (or a video with sound).")
     return info
-
-
-def check_output_path(output: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
-                      create_folders: bool = True) -> None:  # fmt: skip
-    """Raise :class:`InputError` unless ``output`` can be written, before any work is spent on it.
-
-    Refused: an existing directory, an output that is one of ``inputs`` (it would be overwritten while it is read),
-    and a folder where no file can be created (tried for real: permissions, read-only mounts). Missing folders are
-    created later when ``create_folders``, else refused (the CLI: a mistyped path should not make directories).
-    """
-    output = Path(output)
-    if output.is_dir():
-        raise InputError(f"the output {output} is a directory; give a file name, e.g. {output / 'synced.mp4'}")
-    for source in inputs:
-        same = output.exists() and Path(source).exists() and os.path.samefile(output, source)
-        if same or output.resolve() == Path(source).resolve():
-            raise InputError(f"the output {output} is also an input; choose another file name so the input is kept")
-    folder = output.parent
-    if not folder.exists():
-        if not create_folders:
-            raise InputError(f"the output's folder {folder} does not exist; create it first or choose another path")
-        while not folder.exists():  # the nearest existing ancestor is where the folders would be made
-            folder = folder.parent
-    if not folder.is_dir():
-        raise InputError(f"cannot write {output}: {folder} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=folder, prefix=OUTPUT_PROBE_PREFIX):
-            pass
-    except OSError as err:
-        raise InputError(f"cannot write {output}: the folder {folder} is not writable ({err.strerror})") from err
 
 
 def pingpong_indices(num_source: int, num_out: int) -> np.ndarray:
@@ -232,7 +201,7 @@ class LipSyncPipeline:
         if options.score_sync and self.sync_scorer is None:
             raise ValueError("score_sync needs the SyncNet: load the pipeline with load_pipeline(..., sync_scores=True)")
         info = probe_inputs(video, audio)
-        check_output_path(output, inputs=(video, audio))
+        media.check_output_path(output, inputs=(video, audio), create_folders=True)
         waveform = media.load_audio(audio)
         num_frames = media.frames_for_duration(len(waveform) / media.SAMPLE_RATE)
         if options.score_sync and num_windows(num_frames, len(waveform)) < 1:
