@@ -39,8 +39,8 @@ LATENTSYNC_15_REPO, LATENTSYNC_16_REPO = "ByteDance/LatentSync-1.5", "ByteDance/
 SD_VAE_REPO = "stabilityai/sd-vae-ft-mse"
 DEFAULT_REVISION = "main"
 
-# face-alignment's own cache (README §12): torch.hub.get_dir()/checkpoints under these exact names. The same names as
-# in latentsync.faces.backend_face_alignment (not imported here: it pulls in OpenCV and torch).
+# face-alignment's own cache (README §12): torch.hub.get_dir()/checkpoints under these exact names (also the names
+# latentsync.faces.backend_face_alignment looks for in any weights folder).
 FACE_ALIGNMENT_CACHE_SUBDIR = "checkpoints"
 FACE_ALIGNMENT_DETECTOR_FILE = "s3fd-619a316812.pth"
 FACE_ALIGNMENT_FAN_FILES = ("2DFAN4-11f355bf06.pth.tar", "2DFAN4-cd938726ad.zip")  # 1.5's plain file, or 1.4's archive
@@ -85,7 +85,7 @@ def _version(name: str, repo: str, resolution: int) -> VersionSpec:
         unet=HubFile(repo, "latentsync_unet.pt", "latentsync_unet.pt"),
         whisper=HubFile(repo, "whisper/tiny.pt", "whisper/tiny.pt"),
         vae=_vae_files(),
-        face_alignment=(_aux("2DFAN4-cd938726ad.zip"), _aux("s3fd-619a316812.pth")),
+        face_alignment=(_aux(FACE_ALIGNMENT_FAN_FILES[1]), _aux(FACE_ALIGNMENT_DETECTOR_FILE)),
         syncnet_v2=_aux("syncnet_v2.model"),
     )
 

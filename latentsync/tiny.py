@@ -54,7 +54,7 @@ def write_random_syncnet_v2(path: str | Path, seed: int = 0) -> Path:
     return path
 
 
-def _quiet_detector(detector: torch.nn.Module) -> torch.nn.Module:
+def quiet_random_detector(detector: torch.nn.Module) -> torch.nn.Module:
     """Make a random SFD report one face per coarsest anchor (stride 128, 512 px boxes) and nothing elsewhere.
 
     Left fully random, its classifiers fire on thousands of anchors, and face-alignment's per-candidate Python loop
@@ -80,7 +80,7 @@ def write_random_face_alignment(directory: str | Path, seed: int = 0) -> tuple[P
 
     The networks come from face-alignment's own classes, so :class:`FaceAlignmentBackend` loads them with
     ``strict=True`` exactly as it loads the real files. The landmark network is random; the detector is random too
-    but made to report only big anchor boxes (see :func:`_quiet_detector`), so it is quick and finds no real faces.
+    but made to report only big anchor boxes (see :func:`quiet_random_detector`), so it is quick and finds no real faces.
     """
     from face_alignment.detection.sfd.net_s3fd import s3fd
     from face_alignment.models import FAN
@@ -91,7 +91,7 @@ def write_random_face_alignment(directory: str | Path, seed: int = 0) -> tuple[P
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)  # the modules' default initialisations draw from the global generator
     detector_path, fan_path = directory / DETECTOR_FILE, directory / FAN_TORCHSCRIPT_FILE
-    torch.save(_quiet_detector(s3fd()).state_dict(), detector_path)
+    torch.save(quiet_random_detector(s3fd()).state_dict(), detector_path)
     # Traced on a small input: the archive holds the weights and a graph for any input size; tracing at the network's
     # 256 px would only be slower.
     with warnings.catch_warnings():  # FAN returns a list of heatmaps; the tracer warns about it, harmlessly here

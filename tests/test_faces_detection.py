@@ -21,6 +21,7 @@ from latentsync.faces.backend_face_alignment import (
     FAN_TORCHSCRIPT_FILE,
     heatmaps_to_frame,
 )
+from latentsync.tiny import quiet_random_detector
 
 ASTRONAUT_FACE_BOX = (170, 75, 285, 190)  # x1, y1, x2, y2 around the astronaut's face in the 512² image
 
@@ -118,23 +119,13 @@ def test_choose_face_picks_largest_usable():
 
 
 def _random_face_alignment_nets():
-    """Random FAN + an SFD whose classifier fires on exactly one coarse anchor (so a face is 'found')."""
+    """Random FAN + an SFD whose classifier fires only on the coarse stride-128 anchors (one face-sized box on a
+    128² frame, so a face is 'found')."""
     from face_alignment.detection.sfd.net_s3fd import s3fd
     from face_alignment.models import FAN
 
     torch.manual_seed(0)
-    detector = s3fd()
-    with torch.no_grad():
-        for name, module in detector.named_modules():
-            if name.endswith("mbox_conf"):  # last channel = face, the others = background
-                module.weight.zero_()
-                fires = name.startswith("conv7_2")  # stride-128 anchors: one face-sized box on a 128² frame
-                module.bias[:-1] = -10.0 if fires else 10.0
-                module.bias[-1] = 10.0 if fires else -10.0
-            elif name.endswith("mbox_loc"):  # regress nothing: boxes are the anchors
-                module.weight.zero_()
-                module.bias.zero_()
-    return detector, FAN(4).eval()
+    return quiet_random_detector(s3fd()), FAN(4).eval()
 
 
 @pytest.fixture(scope="module")

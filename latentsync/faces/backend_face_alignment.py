@@ -23,12 +23,13 @@ import cv2
 import numpy as np
 import torch
 
+from latentsync.checkpoints import FACE_ALIGNMENT_DETECTOR_FILE, FACE_ALIGNMENT_FAN_FILES
 from latentsync.errors import CheckpointError
 from latentsync.faces.detection import REFERENCE_MIN_SCORE, Face, check_frame, detection_scale
 
-DETECTOR_FILE = "s3fd-619a316812.pth"
-FAN_FILE = "2DFAN4-11f355bf06.pth.tar"
-FAN_TORCHSCRIPT_FILE = "2DFAN4-cd938726ad.zip"
+# The file names, owned by the checkpoint registry (face-alignment's cache names; the Hub's auxiliary/ uses the same).
+DETECTOR_FILE = FACE_ALIGNMENT_DETECTOR_FILE
+FAN_FILE, FAN_TORCHSCRIPT_FILE = FACE_ALIGNMENT_FAN_FILES  # 1.5's plain state_dict, 1.4's TorchScript archive
 FAN_NETWORK_SIZE = 4  # 2D-FAN-4: four stacked hourglasses
 NMS_IOU = 0.3  # face-alignment's SFD non-maximum-suppression overlap
 DEFAULT_MAX_DETECT_SIDE = 640  # SFD on a shrunk copy (InsightFace in the reference detects at 512 px)

@@ -24,9 +24,7 @@ def check_inputs(video: Path, audio: Path | None):
     """ffprobe only: ``video`` has a picture and ``audio`` (default: the video itself) has sound -> the video's info."""
     from latentsync import media
 
-    info = media.probe(video)
-    if not info.has_video:
-        raise InputError(f"{video.name} has no video stream; please provide a video of a face.")
+    info = media.check_video(media.probe(video))  # a picture that plays: not audio only, not a still, not empty
     speech = audio if audio is not None else video
     if not media.probe(speech).has_audio:
         hint = "" if audio is not None else " Pass the speech to score against with --audio."
