@@ -246,7 +246,7 @@ def test_odd_frame_size_loops_at_the_size_it_has_without_looping(tiny_pipeline, 
 def test_output_that_cannot_be_written_is_refused_before_any_work(tiny_pipeline, tmp_path, monkeypatch):
     video, audio = cut_video(tmp_path / "v.mp4", 5), speech(tmp_path / "a.wav", 0.4)
     calls = []
-    monkeypatch.setattr(tiny_pipeline.audio_encoder, "encode", lambda *a: calls.append(a))  # would be the first work
+    monkeypatch.setattr(tiny_pipeline.audio_encoder, "features", lambda *a: calls.append(a))  # would be the first work
     folder = tmp_path / "out"
     folder.mkdir()
     with pytest.raises(InputError, match="is a directory"):
