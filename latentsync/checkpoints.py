@@ -96,6 +96,32 @@ VERSIONS: dict[str, VersionSpec] = {
 }
 
 
+# Weights that training and the data toolchain need besides a version's own (reference README §2.2), by name.
+# The auxiliary files live in the 1.5 repo; StableSyncNet is published with 1.6.
+AUXILIARY: dict[str, HubFile] = {
+    "hyperiqa": _aux("koniq_pretrained.pkl"),  # hyperIQA trained on KonIQ-10k: the data toolchain's quality filter
+    "stable_syncnet": HubFile(LATENTSYNC_16_REPO, "stable_syncnet.pt", "stable_syncnet.pt"),  # sync loss in training
+    "videomae_v2": _aux("vit_g_hybrid_pt_1200e_ssv2_ft.pth"),  # VideoMAE-v2 ViT-g/14: TREPA features
+    "vgg16": _aux("vgg16-397923af.pth"),  # torchvision's VGG16: the LPIPS backbone
+}
+
+
+def resolve_auxiliary(name: str, checkpoints_dir: str | os.PathLike | None = None, *, revision: str | None = None) -> Path:
+    """Local path of the auxiliary weight file ``name`` (see :data:`AUXILIARY`): from a local checkpoints directory
+    (argument or ``LATENTSYNC_CHECKPOINTS``, at the same relative path as in the Hub repo) or the Hub and its cache.
+
+    ``revision`` pins a commit, branch or tag of the file's Hub repo (None: the registry's pin). An unknown name
+    raises with the available ones.
+    """
+    try:
+        hub_file = AUXILIARY[str(name)]
+    except KeyError:
+        raise ValueError(f"unknown auxiliary checkpoint {name!r}; available: {', '.join(AUXILIARY)}") from None
+    if revision is not None:
+        hub_file = replace(hub_file, revision=str(revision))
+    return fetch([hub_file], local_checkpoints_dir(checkpoints_dir))[0]
+
+
 def get_version(name: str) -> VersionSpec:
     """The registry entry for ``name``; an unknown name raises with the available ones."""
     try:

@@ -34,3 +34,14 @@ def test_readme_front_matter_matches_requirements():
         assert key in front
     short = next(line for line in front.splitlines() if line.startswith("short_description:"))
     assert len(short.removeprefix("short_description:").strip()) <= 60
+
+
+def test_training_requirements_are_separate_and_installed_by_the_test_command():
+    train = requirement_lines("requirements-train.txt")
+    names = {req.split("[")[0].split("=")[0].split(">")[0].lower() for req in train}
+    assert {"ray", "scenedetect", "pyyaml"} <= names
+    assert not any(name.startswith("torch") for name in names), "torch comes from requirements(-test).txt"
+    assert not names & {"ray", "scenedetect", "lpips"} & {r.split("=")[0].split("[")[0] for r in requirement_lines("requirements.txt")}
+    readme = (ROOT / "README.md").read_text()
+    command = readme.split("<!-- test-command -->")[1].split("```")[1]
+    assert "-r requirements-train.txt" in command and "--no-deps lpips==" in command
