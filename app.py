@@ -14,6 +14,8 @@ built by the first request and reused.
 import spaces  # noqa: I001 -- first: on ZeroGPU it must be imported before torch initialises CUDA
 
 import argparse
+import logging
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +27,7 @@ import torch
 from latentsync import CheckpointError, InputError
 from latentsync.app_support import DEFAULT_VERSION, MAX_SEED, VERSIONS, AppSettings, LipSyncJob
 from latentsync.app_support import PipelineCache, StageProgress, check_inputs, describe_result, make_options
-from latentsync.app_support import on_zero_gpu, random_seed
+from latentsync.app_support import on_zero_gpu, random_seed, stop_on_sigterm
 from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -79,7 +81,9 @@ SMOKE_BANNER = (
 
 
 def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:]
+    """Capitalise a message that starts with a plain word; one that starts with a file name keeps it as given."""
+    first_word = message.split(" ", 1)[0]
+    return message[:1].upper() + message[1:] if re.fullmatch(r"[a-z]+,?", first_word) else message
 
 
 @contextmanager
@@ -213,6 +217,8 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
             lipsync, inputs=[video_in, audio_in, version, steps, guidance, seed, randomize, score_sync],
             outputs=[video_out, summary, seed], api_name="lipsync", concurrency_limit=GPU_CONCURRENCY,
             concurrency_id="gpu",
+            # The seed box is an output too (it shows the seed used), but no progress bar or error badge there.
+            show_progress_on=[video_out, summary],
         )  # fmt: skip
     demo.queue(max_size=QUEUE_SIZE)
     return demo
@@ -233,12 +239,18 @@ def main(argv: list[str] | None = None) -> None:
         help="tiny random models: no download, outputs NOT lip-synced (same as LATENTSYNC_SMOKE=1)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    # What the media tools said about a bad upload goes to the server's log, never to the user (latentsync.media).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = AppSettings.from_env(smoke=args.smoke)
     app = build_demo(settings) if args.smoke else demo
-    if on_zero_gpu():  # build the models before the fork: ZeroGPU moves them to the GPU inside each call
-        for version in VERSIONS:
-            PIPELINES.get(version, settings.smoke)
-    app.launch(**launch_options())
+    stop_on_sigterm()  # SIGTERM (docker stop, systemd) cleans up as Ctrl-C does
+    try:
+        if on_zero_gpu():  # build the models before the fork: ZeroGPU moves them to the GPU inside each call
+            for version in VERSIONS:
+                PIPELINES.get(version, settings.smoke)
+        app.launch(**launch_options())
+    finally:
+        PIPELINES.close()  # removes the smoke-mode checkpoints folder
 
 
 if __name__ == "__main__":

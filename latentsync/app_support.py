@@ -19,6 +19,7 @@ import dataclasses
 import math
 import os
 import secrets
+import signal
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -229,6 +230,14 @@ class PipelineCache:
             )
         return pipeline(job.video, job.audio, job.output, job.options, progress=progress)
 
+    def close(self) -> None:
+        """Forget the pipelines and remove the smoke-mode checkpoints folder now (also safe to call twice)."""
+        with self._lock:
+            self._pipelines.clear()
+            if self._smoke_dir is not None:
+                self._smoke_dir.cleanup()
+                self._smoke_dir = None
+
     def _smoke_checkpoints(self) -> Path:
         if self._smoke_dir is None:
             from latentsync.tiny import write_tiny_checkpoints
@@ -237,6 +246,21 @@ class PipelineCache:
             write_tiny_checkpoints(directory.name)
             self._smoke_dir = directory
         return Path(self._smoke_dir.name)
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop the process as Ctrl-C does, by raising ``KeyboardInterrupt`` in the main thread.
+
+    Python's default SIGTERM action ends the process at once, skipping ``finally`` blocks and exit handlers, so
+    the smoke-mode checkpoints (68 MB in the temporary folder) were left behind on every restart. With this,
+    gradio closes its server as on Ctrl-C and the caller's ``finally`` (``PipelineCache.close``) runs. Call it
+    from the main thread.
+    """
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 # ------------------------------------------------------------------------------------------ progress, text

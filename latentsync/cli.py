@@ -79,7 +79,7 @@ def check_files_exist(args: argparse.Namespace, *names: str) -> None:
     for name in names:
         path = getattr(args, name)
         if path is not None and not path.is_file():
-            raise InputError(f"--{name}: file not found: {path}")
+            raise InputError(f"--{name}: file not found: {Path(path).name}")  # the base name, as everywhere
 
 
 class Interrupted(KeyboardInterrupt):

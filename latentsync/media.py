@@ -6,15 +6,16 @@ bundle their own FFmpeg, configured with ``--enable-gpl --enable-libx264``): on 
 version and no second copy of FFmpeg beside the system's, and the binaries we call are the ones a person can run to
 reproduce a problem. The CLI also does by default what we need: it decodes every container and codec users
 upload, applies rotation metadata, resamples the frame rate with the ``fps`` filter (drop/duplicate by timestamp,
-the reference behaviour) and encodes with libx264 + the native AAC encoder. Its stderr, at ``-v error``, is a
-readable account of what went wrong, which we put in the errors we raise (a corrupt stream shows up there even
-when ffmpeg exits 0). We stream raw frames through pipes, so memory stays bounded, and call the tools with
-argument lists (never a shell).
+the reference behaviour) and encodes with libx264 + the native AAC encoder. Its stderr, at ``-v error``, tells
+what went wrong (a corrupt stream shows up there even when ffmpeg exits 0): it goes to the ``latentsync.media`` log,
+while the :class:`InputError` a user sees says it in plain words, naming the file by its base name (no paths,
+libav addresses or tool output). We stream raw frames through pipes, so memory stays bounded, and call the tools
+with argument lists (never a shell). Probing (``probe``, ``MediaInfo``, ``check_video``) lives in
+:mod:`latentsync.media_probe` and is re-exported here.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -23,19 +24,27 @@ import subprocess
 import tempfile
 import wave
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from latentsync.errors import InputError
+from latentsync.media_probe import (  # noqa: F401 -- re-exported: media is the one public module for file I/O
+    IMAGE_CODECS,
+    VIDEO_FPS,
+    MediaInfo,
+    _tail,
+    _tool,
+    check_video,
+    logger,
+    probe,
+)
 
-VIDEO_FPS = 25  # the model was trained on 25 fps video; every frame index in the package is at this rate
 SAMPLE_RATE = 16_000  # Whisper's input rate; every waveform in the package is 16 kHz mono float32
 DEFAULT_CHUNK_FRAMES = 64  # frames per chunk when streaming (64 × 1080p RGB ≈ 400 MB; callers pick smaller)
 H264_CRF = 18  # visually lossless for talking heads; the reference's final mux also uses CRF 18
 AAC_BITRATE = "160k"
-_STDERR_TAIL = 1500  # characters of a tool's stderr kept in an error message
+INT16_SCALE = 32768.0  # decoded 16-bit samples / 2**15 = float in [-1, 1), as the reference's Whisper audio loader
 # A read that ends this far short of the frames the stream's duration promises means a truncated file (container
 # durations are often a frame or two off, and a track may end a little before the container, so be generous).
 TRUNCATION_TOLERANCE_SECONDS = 1.0
@@ -46,194 +55,8 @@ SEEK_MARGIN_SECONDS = 1.0
 # Demuxers whose -ss lands on a keyframe at or before the target (they have an index). Others (MPEG-TS/PS, raw
 # streams) may land mid-GOP, where decoding yields nothing or errors, so there we decode from the start instead.
 SEEKABLE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi"})
-# A single picture that ffmpeg will happily "play": image demuxers, or one frame of an image codec in any container.
-IMAGE_CODECS = frozenset({"png", "mjpeg", "jpeg2000", "jpegls", "jpegxl", "webp", "gif", "bmp", "tiff", "qoi"})
 OUTPUT_PROBE_PREFIX = ".latentsync-write-test-"  # the empty file that proves an output's folder is writable
 MAX_AUDIO_CHANNELS = 8  # an (n, c) audio array with more "channels" than this is surely (channels, n) by mistake
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(
-            f"`{name}` was not found on PATH. Install ffmpeg (Debian/Ubuntu: `apt-get install ffmpeg`; "
-            "Hugging Face Spaces: list `ffmpeg` in packages.txt)."
-        )
-    return path
-
-
-def _tail(stderr: bytes | str) -> str:
-    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
-    return text.strip()[-_STDERR_TAIL:]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Probing
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    """What ``ffprobe`` says about a file. Sizes are as displayed, i.e. after applying the rotation."""
-
-    path: Path
-    duration: float  # seconds (container duration, else the longest stream)
-    has_video: bool
-    has_audio: bool
-    width: int = 0
-    height: int = 0
-    rotation: int = 0  # degrees counter-clockwise in {0, 90, 180, 270}, as stored in the display matrix
-    fps: float = 0.0  # average frame rate
-    variable_fps: bool = False  # r_frame_rate (the stream's base rate) differs from the average rate
-    num_frames: int = 0  # frames in the file (counted by the container when it says so, else estimated)
-    video_codec: str = ""
-    audio_codec: str = ""
-    audio_sample_rate: int = 0
-    audio_channels: int = 0
-    audio_duration: float = 0.0  # seconds of the audio stream as the container declares it (what players show)
-    video_duration: float = 0.0  # seconds of the video stream (a file's audio may run longer than its picture)
-    format_name: str = ""  # ffprobe's demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2" or "mpegts"
-    start_time: float = 0.0  # seconds: the file's first timestamp (MPEG-TS often starts at 1.4 s); -ss counts from here
-    video_start: float | None = None  # seconds: the video stream's first timestamp (None: raw streams have none)
-    still_image: bool = False  # a picture (PNG, JPEG...), whatever the file is called: not a video
-    empty_video: bool = False  # the container declares a video stream with no frames at all
-
-    @property
-    def frames_at_model_fps(self) -> int:
-        """How many frames :func:`iter_video_frames` yields: the video stream's duration sampled at 25 fps."""
-        return round((self.video_duration or self.duration) * VIDEO_FPS)
-
-
-def _ratio(text: str | None) -> float:
-    if not text or text in ("0/0", "N/A"):
-        return 0.0
-    num, _, den = text.partition("/")
-    return float(num) / float(den or 1) if float(den or 1) else 0.0
-
-
-def _seconds(text: str | None) -> float | None:
-    """A duration or timestamp field of ffprobe's JSON, or None when it is absent."""
-    return float(text) if text not in (None, "", "N/A") else None
-
-
-def _tag_seconds(tags: dict) -> float | None:
-    """Matroska's per-track ``DURATION`` tag ("00:00:04.000000000"), the only per-stream length mkv/webm give."""
-    text = next((v for k, v in tags.items() if k.upper() == "DURATION"), None)
-    try:
-        hours, minutes, seconds = text.split(":")
-        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    except (AttributeError, ValueError):
-        return None
-
-
-def _rotation(stream: dict) -> int:
-    angle = 0.0
-    for side in stream.get("side_data_list", []):
-        if "rotation" in side:
-            angle = float(side["rotation"])
-    if not angle and "rotate" in stream.get("tags", {}):
-        angle = -float(stream["tags"]["rotate"])  # the legacy tag is clockwise
-    return int(round(angle)) % 360
-
-
-def _count_packets(path: Path, stream_index: int) -> int | None:
-    """Packets of one stream, by demuxing the whole file (fast: nothing is decoded); None if ffprobe cannot."""
-    cmd = [_tool("ffprobe"), "-v", "error", "-select_streams", str(stream_index), "-count_packets",
-           "-show_entries", "stream=nb_read_packets", "-print_format", "json", str(path)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True)
-    try:
-        return int(json.loads(proc.stdout)["streams"][0]["nb_read_packets"])
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None
-
-
-def probe(path: str | os.PathLike) -> MediaInfo:
-    """Describe a media file; raises :class:`InputError` when it is missing or not a readable media file.
-
-    A file can be described and still be unusable as a video (a still image, an empty video stream):
-    :func:`check_video` says so, and every reader here calls it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"File not found: {path}")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path.name} is empty (0 bytes).")
-    cmd = [_tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
-    proc = subprocess.run(cmd, capture_output=True)
-    if proc.returncode != 0:
-        raise InputError(f"{path.name} is not a readable video or audio file ({_tail(proc.stderr) or 'ffprobe failed'}).")
-    data = json.loads(proc.stdout or b"{}")
-    streams = data.get("streams", [])
-    video = next(
-        (s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")),
-        None,
-    )
-    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
-    if video is None and audio is None:
-        raise InputError(f"{path.name} contains no video or audio stream.")
-    fmt = data.get("format", {})
-    durations = [d for d in (_seconds(s.get("duration")) for s in streams) if d is not None]
-    fmt_duration = _seconds(fmt.get("duration"))
-    duration = fmt_duration if fmt_duration is not None else max(durations, default=0.0)
-    format_name = fmt.get("format_name", "")
-
-    info: dict = dict(path=path, duration=duration, has_video=video is not None, has_audio=audio is not None,
-                      format_name=format_name, start_time=_seconds(fmt.get("start_time")) or 0.0)  # fmt: skip
-    if video is not None:
-        rotation = _rotation(video)
-        width, height = int(video.get("width", 0)), int(video.get("height", 0))
-        if rotation in (90, 270):
-            width, height = height, width
-        avg, base = _ratio(video.get("avg_frame_rate")), _ratio(video.get("r_frame_rate"))
-        declared_duration = _seconds(video.get("duration"))
-        if declared_duration is None:
-            declared_duration = _tag_seconds(video.get("tags", {}))
-        video_duration = declared_duration if declared_duration is not None else duration
-        nb = video.get("nb_frames")
-        num_frames = int(nb) if nb not in (None, "", "N/A") else None
-        if not avg and video_duration > 0:
-            # Matroska gives no average rate for variable-rate video: count the frames (packets) instead.
-            num_frames = num_frames if num_frames is not None else _count_packets(path, int(video["index"]))
-            avg = num_frames / video_duration if num_frames else 0.0
-        codec = video.get("codec_name", "unknown")
-        info.update(
-            width=width,
-            height=height,
-            rotation=rotation,
-            fps=avg or base,
-            variable_fps=bool(avg and base and abs(avg - base) > 0.01),
-            num_frames=num_frames if num_frames is not None else round(video_duration * (avg or base)),
-            video_codec=codec,
-            video_duration=video_duration,
-            video_start=_seconds(video.get("start_time")),
-            still_image=format_name == "image2" or format_name.endswith("_pipe") or (codec in IMAGE_CODECS and nb == "1"),
-            empty_video=num_frames == 0 or (num_frames is None and declared_duration == 0),
-        )
-    if audio is not None:
-        info.update(
-            audio_codec=audio.get("codec_name", "unknown"),
-            audio_sample_rate=int(audio.get("sample_rate", 0)),
-            audio_channels=int(audio.get("channels", 0)),
-            audio_duration=_seconds(audio.get("duration")) or _tag_seconds(audio.get("tags", {})) or duration,
-        )
-    return MediaInfo(**info)
-
-
-def check_video(info: MediaInfo) -> MediaInfo:
-    """Raise :class:`InputError` unless ``info`` describes a video that can be read frame by frame; returns it.
-
-    Catches what :func:`probe` describes without complaint: no video stream, a still image (a PNG or JPEG, perhaps
-    renamed ``.mp4``), a video stream without a frame size or without any frames.
-    """
-    name = info.path.name
-    if not info.has_video:
-        raise InputError(f"{name} has no video stream; please upload a video of a face.")
-    if info.still_image:
-        raise InputError(f"{name} is a still image, not a video; please upload a video of a face (e.g. an MP4).")
-    if info.width <= 0 or info.height <= 0:
-        raise InputError(f"{name}: the video stream has no frame size (unsupported or corrupt codec).")
-    if info.empty_video:
-        raise InputError(f"{name} contains no video frames (its video stream is empty); please upload a video that plays.")
-    return info
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -333,14 +156,19 @@ def iter_video_frames(
         stderr = stderr_file.read()
     if yielded == 0 and start == 0 and (returncode == 0 or b"after EOF" in stderr):
         # ffmpeg's "Cannot determine format of input stream 0:0 after EOF": the decoder never produced a picture.
-        detail = f" (ffmpeg: {_first_error_line(stderr)})" if stderr.strip() else ""
-        raise InputError(f"{name} contains no decodable video frames{detail}; please upload a video that plays.")
+        logger.info("no video frames decoded from %s: %s", path, _tail(stderr))
+        raise InputError(f"{name} contains no decodable video frames; please upload a video that plays.")
     if returncode != 0:
-        raise InputError(f"Could not decode the video in {name} (corrupt or unsupported codec): {_tail(stderr)}")
-    if stderr.strip():
+        logger.info("ffmpeg failed to decode %s: %s", path, _tail(stderr))
         raise InputError(
-            f"{name} looks truncated or corrupt: ffmpeg reported errors while decoding it, the first being "
-            f"\"{_first_error_line(stderr)}\". Please re-export or re-upload the complete video."
+            f"Could not decode the video in {name}: it is corrupt or uses a codec that is not supported. "
+            "Please re-export it as an MP4 (H.264) and try again."
+        )
+    if stderr.strip():
+        logger.info("errors while decoding %s, the first: %s", path, _first_error_line(stderr))
+        raise InputError(
+            f"{name} looks truncated or corrupt: parts of its video could not be decoded. "
+            "Please re-export or re-upload the complete video."
         )
     expected, reached = info.frames_at_model_fps, start + yielded
     tolerance = max(TRUNCATION_TOLERANCE_SECONDS * VIDEO_FPS, TRUNCATION_TOLERANCE_FRACTION * expected)
@@ -366,18 +194,25 @@ def read_video_frames(path: str | os.PathLike, *, max_frames: int | None = None)
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode the first audio stream of any container (wav, mp3, m4a, flac, ogg, a video's track) to mono float32.
 
-    Channels are averaged and the rate converted by ffmpeg. Silence is valid audio; a file without an audio stream
+    Decoded as the reference decodes it (README §4.2): ffmpeg converts the rate and writes 16-bit mono (``s16le``),
+    and the samples are divided by 32768. For integer output ffmpeg's downmix is normalised, so stereo becomes the
+    mean of the channels rounded to int16; with float output it is not (stereo would come out √2 louder, and
+    Whisper's log-mel normalisation is not gain-invariant). Silence is valid audio; a file without an audio stream
     or with zero samples raises :class:`InputError`.
     """
     info = probe(path)
     if not info.has_audio:
         raise InputError(f"{info.path.name} has no audio track; please provide speech audio (or a video with sound).")
     cmd = [_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-vn", "-ac", "1",
-           "-ar", str(sample_rate), "-f", "f32le", "-acodec", "pcm_f32le", "-"]  # fmt: skip
+           "-ar", str(sample_rate), "-f", "s16le", "-acodec", "pcm_s16le", "-"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
-        raise InputError(f"Could not decode the audio in {info.path.name} (corrupt or unsupported codec): {_tail(proc.stderr)}")
-    audio = np.frombuffer(proc.stdout, np.float32).copy()
+        logger.info("ffmpeg failed to decode the audio of %s: %s", path, _tail(proc.stderr))
+        raise InputError(
+            f"Could not decode the audio in {info.path.name}: it is corrupt or uses a codec that is not "
+            "supported. Please convert it to WAV or MP3 and try again."
+        )
+    audio = np.frombuffer(proc.stdout, "<i2").astype(np.float32) / INT16_SCALE
     if audio.size == 0:
         raise InputError(f"The audio in {info.path.name} is empty (0 samples).")
     return audio

@@ -29,6 +29,7 @@ from latentsync.audio_features import audio_windows
 from latentsync.errors import InputError
 from latentsync.faces import FaceTrack, FaceTracker, anchor_points, estimate_affines, latent_mask, mouth_mask
 from latentsync.faces import paste_back, warp_faces
+from latentsync.faces.detection import MIN_FACE_HEIGHT, MIN_FACE_WIDTH
 from latentsync.sync import SyncScore
 from latentsync.sync.mfcc import num_windows
 
@@ -85,6 +86,7 @@ class LipSyncResult:
     seconds: float  # wall-clock time of the call
     sync_before: SyncScore | None = None  # the input video (as played) against the new audio, if asked for
     sync_after: SyncScore | None = None  # the output against the new audio, if asked for
+    small_face_frames: int = 0  # output frames whose face is below the reference's 50x80 px minimum
 
     def summary(self) -> str:
         loop = ", video looped back and forth to match the audio" if self.looped else ""
@@ -93,6 +95,11 @@ class LipSyncResult:
             f"{self.audio_seconds:.2f} s of audio; {self.frames_with_face} frames lip-synced{loop}; "
             f"took {self.seconds:.1f} s"
         )
+        if self.small_face_frames:
+            text += (
+                f"; the face is smaller than {MIN_FACE_WIDTH}x{MIN_FACE_HEIGHT} px in {self.small_face_frames} "
+                "frames, so quality may be lower there (a larger face or a higher-resolution video helps)"
+            )
         if self.sync_before and self.sync_after:
             text += (
                 f"; Sync-C before {self.sync_before.confidence:.2f} -> after {self.sync_after.confidence:.2f}"
@@ -257,6 +264,7 @@ class LipSyncPipeline:
             seconds=time.perf_counter() - started,
             sync_before=before,
             sync_after=after,
+            small_face_frames=int((track.valid & track.small)[schedule].sum()),
         )
 
     # ------------------------------------------------------------------------------------------------ steps
@@ -264,7 +272,7 @@ class LipSyncPipeline:
     def _track_faces(self, video: Path, info: media.MediaInfo, num_frames: int, copy_path: Path | None,
                      progress: ProgressCallback) -> FaceTrack:  # fmt: skip
         """Landmarks of the first ``num_frames`` frames (all of them if the video is shorter)."""
-        tracker = FaceTracker(self.face_backend)
+        tracker = FaceTracker(self.face_backend, small_faces=True)  # small faces: processed, flagged in the summary
         total = max(min(info.frames_at_model_fps, num_frames), 1)
         done = 0
         copy = media.VideoWriter(copy_path, width=info.width, height=info.height, crf=INTERMEDIATE_CRF) if copy_path else None
@@ -309,7 +317,8 @@ class LipSyncPipeline:
     @torch.inference_mode()
     def _lipsync_faces(self, frames: np.ndarray, matrices: np.ndarray, audio: torch.Tensor, noise: torch.Tensor,
                        generator: torch.Generator, options: LipSyncOptions) -> torch.Tensor:  # fmt: skip
-        """Aligned faces of ``frames`` with the mouth re-generated: (n, 3, res, res) float in [-1, 1]."""
+        """Aligned faces of ``frames`` with the mouth re-generated: (n, 3, res, res) float, nominally in [-1, 1]
+        (not clamped: see the end)."""
         from diffusers import DDIMScheduler
 
         n = len(frames)
@@ -340,4 +349,6 @@ class LipSyncPipeline:
 
         decoded = self.vae.decode(latents[0].permute(1, 0, 2, 3))  # (n, 3, res, res)
         keep = self.pixel_mask  # known pixels come back exactly from the input face
-        return (decoded * (1 - keep) + pixels * keep).float().clamp(-1, 1)
+        # Not clamped here: the reference resizes the face to the crop size first and clamps after the inverse
+        # warp (README §4.10), which paste_back does; clamping first moves pixels where the VAE overshoots.
+        return (decoded * (1 - keep) + pixels * keep).float()

@@ -40,7 +40,8 @@ def test_missing_file_exits_2_with_a_message(tmp_path, capsys):
     code = main(["--video", str(tmp_path / "none.mp4"), "--audio", str(DEMO_AUDIO), "--output", str(tmp_path / "o.mp4")])
     assert code == EXIT_INPUT
     err = capsys.readouterr().err
-    assert "file not found" in err and "Traceback" not in err
+    assert "file not found: none.mp4" in err and "Traceback" not in err
+    assert str(tmp_path) not in err  # the base name, as everywhere: no absolute paths in messages
 
 
 def test_bad_option_value_exits_2(tmp_path, capsys):
@@ -177,6 +178,7 @@ def test_bad_input_is_reported_before_missing_weights(tmp_path, capsys, case):
     err = capsys.readouterr().err
     assert code == EXIT_INPUT, err
     assert expected in err and "latentsync_unet.pt" not in err and "Traceback" not in err
+    assert str(tmp_path) not in err and "@ 0x" not in err and "ffprobe" not in err  # plain words only
 
 
 # ------------------------------------------------------------------------------------------------ signals

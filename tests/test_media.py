@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 import subprocess
+import wave
 import tempfile
 import tracemalloc
 from pathlib import Path
@@ -113,7 +114,47 @@ def test_44k_stereo_loads_as_16k_mono_with_duration_kept(tmp_path):
     audio = media.load_audio(wav)
     assert audio.dtype == np.float32 and audio.ndim == 1
     assert abs(len(audio) / media.SAMPLE_RATE - 2.5) <= 0.001
-    assert 0.1 < np.abs(audio).max() <= 1.0  # lavfi sine amplitude is 1/8
+    # lavfi's sine has amplitude 1/8; -ac 2 spreads it as 1/8/√2 per channel, and their mean is that again.
+    assert np.abs(audio).max() == pytest.approx(0.125 / np.sqrt(2), abs=0.002)
+
+
+def _write_pcm16_wav(path: Path, samples: np.ndarray, rate: int) -> Path:
+    """(n, channels) int16 samples as a 16-bit WAV, written with the standard library."""
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(samples.shape[1])
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(samples.astype("<i2").tobytes())
+    return path
+
+
+def test_stereo_with_different_channels_loads_as_their_rounded_mean_over_32768(tmp_path):
+    """The reference's decode (s16le, /32768): mono = (L + R) / 2 rounded half up to int16, not (L + R) / √2."""
+    rng = np.random.default_rng(0)
+    left = rng.integers(-20_000, 20_000, media.SAMPLE_RATE).astype(np.int64)
+    right = (left // 3 + rng.integers(-5_000, 5_000, media.SAMPLE_RATE)).astype(np.int64)  # channels differ
+    wav = _write_pcm16_wav(tmp_path / "stereo.wav", np.stack([left, right], axis=1), media.SAMPLE_RATE)
+    audio = media.load_audio(wav)
+    expected = np.floor((left + right) / 2 + 0.5) / 32768.0
+    np.testing.assert_array_equal(audio, expected.astype(np.float32))
+
+
+def test_44k_stereo_mp3_has_the_loudness_of_its_mono_version(tmp_path):
+    """The same tone in both channels decodes at the mono file's level (a float downmix would be √2 louder)."""
+    sine = "sine=frequency=440:sample_rate=44100:duration=1"
+    ffmpeg("-f", "lavfi", "-i", sine, "-af", "pan=stereo|c0=c0|c1=c0", str(tmp_path / "s.mp3"))  # both = the tone
+    stereo = media.load_audio(tmp_path / "s.mp3")
+    mono = media.load_audio(make_tone(tmp_path / "m.mp3", rate=44_100, channels=1, seconds=1.0))
+    assert np.abs(stereo).max() / np.abs(mono).max() == pytest.approx(1.0, abs=0.01)
+    rms = lambda x: float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))  # noqa: E731
+    assert rms(stereo) / rms(mono) == pytest.approx(1.0, abs=0.01)
+
+
+def test_16k_mono_wav_loads_as_its_samples_over_32768(tmp_path):
+    """Mono at the model's rate is passed through unchanged: each int16 sample / 32768, bit for bit."""
+    samples = np.random.default_rng(1).integers(-32768, 32768, (4_000, 1))
+    audio = media.load_audio(_write_pcm16_wav(tmp_path / "mono.wav", samples, media.SAMPLE_RATE))
+    np.testing.assert_array_equal(audio, (samples[:, 0] / 32768.0).astype(np.float32))
 
 
 @pytest.mark.parametrize("suffix,codec", [(".mp3", ()), (".m4a", ("-c:a", "aac")), (".flac", ()), (".ogg", ("-c:a", "libvorbis"))])
@@ -213,11 +254,49 @@ def test_missing_file(tmp_path):
         media.probe(tmp_path / "nope.mp4")
 
 
-def test_not_a_media_file(tmp_path):
-    junk = tmp_path / "notes.mp4"
+def assert_plain_words(message: str, tmp_path: Path) -> None:
+    """No path, libav object address or tool output reaches the user (issue 11)."""
+    assert str(tmp_path) not in message and "/" not in message
+    assert not re.search(r"@ 0x[0-9a-f]+", message)
+    for tool_words in ("ffprobe", "ffmpeg", "Invalid data found", "moov atom", "[mov,mp4", "[h264"):
+        assert tool_words not in message
+
+
+def test_not_a_media_file(tmp_path, caplog):
+    junk = tmp_path / "not_media.mp4"
     junk.write_text("this is a text file, not a video\n" * 20)
-    with pytest.raises(InputError, match="not a readable video or audio file"):
-        media.read_video_frames(junk)
+    with caplog.at_level("INFO", logger="latentsync.media"):
+        with pytest.raises(InputError, match="not a readable video or audio file") as err:
+            media.read_video_frames(junk)
+    message = str(err.value)
+    assert message.startswith("not_media.mp4 is not a readable")  # the name as given, not capitalised
+    assert_plain_words(message, tmp_path)
+    assert str(junk) in caplog.text and "Invalid data" in caplog.text  # the details stay in the server's log
+
+
+def test_missing_file_is_named_by_its_base_name(tmp_path):
+    with pytest.raises(InputError) as err:
+        media.probe(tmp_path / "uploads" / "gone.mp4")
+    assert str(err.value) == "File not found: gone.mp4"
+
+
+def test_audio_decode_failure_is_explained_in_plain_words(tmp_path, caplog, monkeypatch):
+    """Fault injection: ffmpeg fails on a file ffprobe could read; its stderr goes to the log only."""
+    wav = make_tone(tmp_path / "speech.wav", rate=16_000, channels=1, seconds=0.5)
+    real_run = subprocess.run
+    stderr = f"[aac @ 0x55d0c0ffee00] Invalid data found when processing input\n{wav}: Invalid argument\n".encode()
+
+    def failing_decode(cmd, *args, **kwargs):
+        if "pcm_s16le" in cmd:
+            return subprocess.CompletedProcess(cmd, 1, b"", stderr)
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(media.subprocess, "run", failing_decode)
+    with caplog.at_level("INFO", logger="latentsync.media"):
+        with pytest.raises(InputError, match="^Could not decode the audio in speech.wav") as err:
+            media.load_audio(wav)
+    assert_plain_words(str(err.value), tmp_path)
+    assert "0x55d0c0ffee00" in caplog.text
 
 
 def test_empty_file(tmp_path):
@@ -330,7 +409,7 @@ def test_video_ending_long_before_its_declared_length_is_reported(tmp_path):
         list(media.iter_video_frames(short, start=90, count=50))
 
 
-def test_corrupt_stream_data_is_reported_with_ffmpegs_first_error(tmp_path):
+def test_corrupt_stream_data_is_reported_and_ffmpegs_first_error_logged(tmp_path, caplog):
     clip = make_clip(tmp_path / "clean.mp4", fps=25, seconds=4.0)
     data = bytearray(clip.read_bytes())
     n = len(data)
@@ -341,11 +420,14 @@ def test_corrupt_stream_data_is_reported_with_ffmpegs_first_error(tmp_path):
     errors = decode_errors(corrupt)
     assert errors  # ffmpeg complains (and still exits 0, returning all 100 damaged frames)
     first = re.sub(r" @ 0x[0-9a-f]+\]", "]", errors[0].strip())
-    with pytest.raises(InputError) as err:
-        media.read_video_frames(corrupt)
+    with caplog.at_level("INFO", logger="latentsync.media"):
+        with pytest.raises(InputError) as err:
+            media.read_video_frames(corrupt)
     message = str(err.value)
-    assert message.startswith("noisy.mp4 looks truncated or corrupt") and f'"{first}"' in message
-    assert " @ 0x" in errors[0] and " @ 0x" not in message  # ffmpeg's object addresses are dropped from the quote
+    assert message.startswith("noisy.mp4 looks truncated or corrupt")
+    assert " @ 0x" in errors[0]
+    assert_plain_words(message, tmp_path)  # ffmpeg's own words stay out of the message...
+    assert first in caplog.text  # ...and go to the server's log, without the object address
 
 
 def make_vfr(path: Path) -> Path:

@@ -191,9 +191,13 @@ def test_guided_noise_is_uncond_plus_scale_times_the_difference(tiny_pipeline, c
         chunk = slice(k * CHUNK, (k + 1) * CHUNK)
         pixels = aligned_pixels(tiny_pipeline, frames[chunk], matrices[chunk])
         decoded = tiny_pipeline.vae.decode(video_to_frames(final[0]))
-        faces = (decoded * (1 - keep) + pixels * keep).clamp(-1, 1)
+        faces = decoded * (1 - keep) + pixels * keep  # not clamped: the reference resizes first (§4.10)
+        assert faces.abs().amax() > 1.05  # the tiny VAE overshoots, so the clamping order shows
         pasted = paste_back(frames[chunk], faces, matrices[chunk]).astype(np.int16)
         assert np.abs(pasted - out[chunk]).max() <= 1
+        # Clamping before the bicubic resize (to the crop size) would give other pixels.
+        clamped_first = paste_back(frames[chunk], faces.clamp(-1, 1), matrices[chunk]).astype(np.int16)
+        assert np.abs(clamped_first - out[chunk]).max() > 5
 
 
 # ------------------------------------------------------------------------------------------------ no face

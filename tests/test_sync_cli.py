@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,7 +46,24 @@ def test_video_without_audio_needs_audio(tiny_checkpoints, capsys):
 def test_no_face_is_exit_2(tmp_path, tiny_checkpoints, capsys):
     grey = media.write_video(tmp_path / "g.mp4", [np.full((20, 64, 64, 3), 128, np.uint8)])
     assert main(["--video", str(grey), "--audio", str(DEMO_AUDIO), "--checkpoints", str(tiny_checkpoints)]) == EXIT_INPUT
-    assert "face" in capsys.readouterr().err.lower()
+    err = capsys.readouterr().err
+    assert "no face was found" in err
+    assert "lip sync" not in err.lower() and "lip-sync" not in err.lower()  # this tool only measures sync
+
+
+def test_unreadable_video_is_named_in_plain_words(tmp_path, tiny_checkpoints, capsys):
+    junk = tmp_path / "uploads" / "not_media.mp4"
+    junk.parent.mkdir()
+    junk.write_text("this is a text file, not a video\n" * 20)
+    assert main(["--video", str(junk), "--audio", str(DEMO_AUDIO), "--checkpoints", str(tiny_checkpoints)]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "not_media.mp4 is not a readable video or audio file" in err
+    assert str(tmp_path) not in err and not re.search(r"@ 0x[0-9a-f]+", err)
+    assert "ffprobe" not in err and "Invalid data" not in err and "Traceback" not in err
+    missing = tmp_path / "elsewhere" / "gone.mp4"
+    assert main(["--video", str(missing), "--checkpoints", str(tiny_checkpoints)]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "gone.mp4" in err and str(tmp_path) not in err
 
 
 def test_missing_weights_is_exit_1(tmp_path, talking_clip, capsys):

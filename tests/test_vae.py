@@ -193,3 +193,16 @@ def test_rejects_bad_shapes_and_wrong_vae(vae_dir, pixels, tmp_path):
         LatentVae(AutoencoderKL(**dict(tiny_vae_config(), latent_channels=16)))
     with pytest.raises(CheckpointError, match="cannot load the VAE"):
         LatentVae.from_pretrained(tmp_path / "absent")
+
+
+def test_channels_last_inputs_give_bit_identical_results(vae_dir):
+    """A permuted (n, h, w, c) batch is handed to the autoencoder contiguous, as the reference's tensors are."""
+    vae = LatentVae.from_pretrained(vae_dir, batch_size=4)
+    pixels_hwc = torch.rand(5, 64, 64, 3, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    pixels = pixels_hwc.permute(0, 3, 1, 2)  # (n, 3, H, W) view, not contiguous
+    assert not pixels.is_contiguous()
+    encoded = vae.encode(pixels, generator=torch.Generator().manual_seed(0))
+    expected = vae.encode(pixels.contiguous(), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(encoded, expected)
+    latents = torch.randn(5, 8, 8, 4, generator=torch.Generator().manual_seed(2)).permute(0, 3, 1, 2)
+    assert torch.equal(vae.decode(latents), vae.decode(latents.contiguous()))

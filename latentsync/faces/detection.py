@@ -25,6 +25,19 @@ MIN_FACE_HEIGHT = 80
 MIN_ASPECT = 0.2  # width / height
 MAX_ASPECT = 1.5
 REFERENCE_MIN_SCORE = 0.5  # a detector probability; backends with other score scales set their own min_score
+# Small faces. A frame without a usable face at native size is searched again upscaled by this factor: dlib's HOG
+# detector scans an 80×80 window, so at 2× it finds faces of about 40 px (face-alignment's SFD finds small faces
+# natively and better when upscaled too). Faces below the reference's 50×80 are used, not refused, down to
+# SMALL_FACE_MIN_SIDE (the 2× retry's reach, less a margin); the pipeline says that quality may be lower.
+SMALL_FACE_UPSCALE = 2
+SMALL_FACE_MIN_SIDE = 32  # px, box width and height: below this the aligned face is mostly interpolation
+# The retry is skipped when the upscaled frame would be larger than this (cost: HOG on 4× the pixels; a face
+# too small to find in a frame this large is not worth lip-syncing) or than the backend's own detection size.
+MAX_UPSCALED_SIDE = 1920
+# Only small faces are taken from the upscaled search: a face this large (the HOG window's 80 px at native size)
+# would have been found at native size, so one found only upscaled is most likely a false detection (on the
+# astronaut test image with the face blanked out, a 95x100 px "face" on the suit appears at 2x).
+MAX_UPSCALED_FACE_SIDE = 80
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,17 +68,29 @@ class LandmarkBackend(Protocol):
         ...
 
 
-def is_usable(face: Face, min_score: float = REFERENCE_MIN_SCORE) -> bool:
-    """The reference's filters: box at least 50 px wide and 80 px tall, 0.2 ≤ w/h ≤ 1.5, score ≥ min_score."""
+REFERENCE_MIN_SIZE = (MIN_FACE_WIDTH, MIN_FACE_HEIGHT)
+SMALL_FACE_MIN_SIZE = (SMALL_FACE_MIN_SIDE, SMALL_FACE_MIN_SIDE)
+
+
+def is_usable(face: Face, min_score: float = REFERENCE_MIN_SCORE,
+              min_size: tuple[float, float] = REFERENCE_MIN_SIZE) -> bool:  # fmt: skip
+    """The reference's filters: box at least ``min_size`` = (50 px wide, 80 px tall) by default,
+    0.2 ≤ w/h ≤ 1.5, score ≥ min_score."""
     width, height = face.width, face.height
-    if width < MIN_FACE_WIDTH or height < MIN_FACE_HEIGHT:
+    if width < min_size[0] or height < min_size[1]:
         return False
     return MIN_ASPECT <= width / height <= MAX_ASPECT and face.score >= min_score
 
 
-def choose_face(faces: list[Face], min_score: float = REFERENCE_MIN_SCORE) -> Face | None:
+def is_small(face: Face) -> bool:
+    """Smaller than the reference's minimum face (50×80 px): usable, but the result may be less sharp."""
+    return face.width < MIN_FACE_WIDTH or face.height < MIN_FACE_HEIGHT
+
+
+def choose_face(faces: list[Face], min_score: float = REFERENCE_MIN_SCORE,
+                min_size: tuple[float, float] = REFERENCE_MIN_SIZE) -> Face | None:  # fmt: skip
     """The largest (box area) usable face, or None when no face passes :func:`is_usable`."""
-    usable = [face for face in faces if is_usable(face, min_score)]
+    usable = [face for face in faces if is_usable(face, min_score, min_size)]
     if not usable:
         return None
     return max(usable, key=lambda face: face.width * face.height)
@@ -77,6 +102,29 @@ def detection_scale(frame_shape: tuple[int, ...], max_side: int | None) -> float
     if max_side is None or longer <= max_side:
         return 1.0
     return max_side / longer
+
+
+def detect_upscaled(backend: LandmarkBackend, frame_rgb: np.ndarray,
+                    factor: int = SMALL_FACE_UPSCALE) -> list[Face]:  # fmt: skip
+    """Faces found on ``frame_rgb`` enlarged ``factor`` times (bicubic), with boxes and landmarks mapped back to
+    the frame's pixels; [] when the enlarged frame would exceed ``MAX_UPSCALED_SIDE`` or the backend's own
+    ``max_detect_side`` (which would shrink it back). For faces too small to be found at native size: faces
+    whose box is ``MAX_UPSCALED_FACE_SIDE`` px or more on a side (in the frame) are dropped."""
+    import cv2
+
+    frame_rgb = check_frame(frame_rgb)
+    longer = factor * max(frame_rgb.shape[:2])
+    backend_limit = getattr(backend, "max_detect_side", None)
+    if longer > MAX_UPSCALED_SIDE or (backend_limit is not None and longer > backend_limit):
+        return []
+    enlarged = cv2.resize(frame_rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    # cv2.resize maps pixel centres: x_enlarged + 0.5 = factor · (x + 0.5).
+    to_frame = lambda xy: ((np.asarray(xy, np.float64) + 0.5) / factor - 0.5).astype(np.float32)  # noqa: E731
+    faces = [
+        Face(box=to_frame(face.box), score=face.score, landmarks=to_frame(face.landmarks))
+        for face in backend.detect(enlarged)
+    ]
+    return [face for face in faces if max(face.width, face.height) < MAX_UPSCALED_FACE_SIDE]
 
 
 def check_frame(frame_rgb: np.ndarray) -> np.ndarray:

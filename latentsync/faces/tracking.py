@@ -35,7 +35,17 @@ import numpy as np
 
 from latentsync.errors import InputError
 from latentsync.faces.alignment import NUM_LANDMARKS
-from latentsync.faces.detection import REFERENCE_MIN_SCORE, Face, LandmarkBackend, choose_face, is_usable
+from latentsync.faces.detection import (
+    REFERENCE_MIN_SCORE,
+    REFERENCE_MIN_SIZE,
+    SMALL_FACE_MIN_SIZE,
+    Face,
+    LandmarkBackend,
+    choose_face,
+    detect_upscaled,
+    is_small,
+    is_usable,
+)
 
 DEFAULT_MAX_GAP = 5  # frames (0.2 s at 25 fps) of missing detections that are interpolated
 SMOOTHING_WINDOW_SIGMAS = 3.0  # the smoothing window reaches ±3σ frames
@@ -64,10 +74,13 @@ class FaceTrack:
     detected: np.ndarray | None = (
         None  # (N,) bool: a face was detected here (not gap-filled); default = valid
     )
+    small: np.ndarray | None = None  # (N,) bool: the detected face is below the reference's 50×80 px; default none
 
     def __post_init__(self) -> None:
         if self.detected is None:
             self.detected = self.valid.copy()
+        if self.small is None:
+            self.small = np.zeros_like(self.valid)
 
     @property
     def num_frames(self) -> int:
@@ -149,14 +162,15 @@ def _centre_and_size(box: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def follow_face(
-    faces: list[Face], track_box: np.ndarray, min_score: float = REFERENCE_MIN_SCORE
+    faces: list[Face], track_box: np.ndarray, min_score: float = REFERENCE_MIN_SCORE,
+    min_size: tuple[float, float] = REFERENCE_MIN_SIZE,
 ) -> Face | None:
     """The usable face whose box centre is nearest the track's box ``track_box`` (4,) centre, provided it
     lies within ``MAX_TRACK_SHIFT`` face sizes of it; None when no usable face is that close."""
     track_centre, track_size = _centre_and_size(track_box)
     best, best_shift = None, MAX_TRACK_SHIFT
     for face in faces:
-        if not is_usable(face, min_score):
+        if not is_usable(face, min_score, min_size):
             continue
         centre, _ = _centre_and_size(face.box)
         shift = float(np.linalg.norm(centre - track_centre)) / max(track_size, 1.0)
@@ -174,13 +188,20 @@ class FaceTracker:
         *,
         max_gap: int = DEFAULT_MAX_GAP,
         smoothing: LandmarkSmoothing | None = LandmarkSmoothing(),
+        small_faces: bool = False,
     ):
+        """``small_faces``: accept faces below the reference's 50×80 px (down to ``SMALL_FACE_MIN_SIZE``) and,
+        in frames without a usable face, search again on an upscaled copy (:func:`detect_upscaled`). Off by
+        default (the reference's rules, e.g. for training data); the lip-sync pipeline and the sync CLI turn it on."""
         if max_gap < 0:
             raise ValueError(f"max_gap must be >= 0 frames, got {max_gap}")
         self.backend = backend
         self.max_gap = int(max_gap)
         self.smoothing = smoothing
         self.min_score = float(getattr(backend, "min_score", REFERENCE_MIN_SCORE))
+        self.small_faces = small_faces
+        self.min_size = SMALL_FACE_MIN_SIZE if small_faces else REFERENCE_MIN_SIZE
+        self._small: list[bool] = []  # per frame: the chosen face is below the reference's minimum size
         self._landmarks: list[np.ndarray] = []  # per frame (68, 2), NaN when no usable face
         self._boxes: list[np.ndarray] = []  # per frame (4,)
         self._track_box: np.ndarray | None = None  # (4,) box of the followed face where last found
@@ -200,24 +221,30 @@ class FaceTracker:
             raise ValueError(f"frames must be (n, H, W, 3) uint8 RGB, got {frames.dtype} {frames.shape}")
         for frame in frames:
             face = self._choose(self.backend.detect(frame))
-            if face is None:
-                self._landmarks.append(np.full((NUM_LANDMARKS, 2), np.nan, dtype=np.float32))
-                self._boxes.append(np.full(4, np.nan, dtype=np.float32))
-            else:
-                self._landmarks.append(np.asarray(face.landmarks, dtype=np.float32))
-                self._boxes.append(np.asarray(face.box, dtype=np.float32))
+            if face is None and self.small_faces:  # perhaps a face too small for the detector at this size
+                face = self._choose(detect_upscaled(self.backend, frame))
+            self._record(face)
 
-    def _choose(self, faces: list[Face]) -> Face | None:
-        """This frame's face: the followed one while the track holds, else the largest (a new track)."""
-        if self._track_box is not None and self._missed <= self.max_gap:
-            face = follow_face(faces, self._track_box, self.min_score)
-        else:  # the start, or the followed face has been missing longer than a fillable gap
-            face = choose_face(faces, self.min_score)
+    def _record(self, face: Face | None) -> None:
+        if face is None:
+            self._landmarks.append(np.full((NUM_LANDMARKS, 2), np.nan, dtype=np.float32))
+            self._boxes.append(np.full(4, np.nan, dtype=np.float32))
+            self._small.append(False)
+        else:
+            self._landmarks.append(np.asarray(face.landmarks, dtype=np.float32))
+            self._boxes.append(np.asarray(face.box, dtype=np.float32))
+            self._small.append(is_small(face))
         if face is None:
             self._missed += 1
         else:
             self._track_box, self._missed = np.asarray(face.box, dtype=np.float32), 0
-        return face
+
+    def _choose(self, faces: list[Face]) -> Face | None:
+        """This frame's face: the followed one while the track holds, else the largest (a new track)."""
+        if self._track_box is not None and self._missed <= self.max_gap:
+            return follow_face(faces, self._track_box, self.min_score, self.min_size)
+        # the start, or the followed face has been missing longer than a fillable gap
+        return choose_face(faces, self.min_score, self.min_size)
 
     def finish(self) -> FaceTrack:
         """Resolve gaps and smoothing over all frames seen. InputError when no frame had a usable face."""
@@ -230,8 +257,8 @@ class FaceTracker:
         detected = np.isfinite(landmarks).all(axis=(1, 2))
         if not detected.any():
             raise InputError(
-                f"no face was found in any of the {num} frames of the video: lip sync needs one clearly "
-                "visible, roughly frontal face at least 50 px wide and 80 px tall"
+                f"no face was found in any of the {num} frames of the video; please use a video with one clearly "
+                f"visible, roughly frontal face at least {self.min_size[0]} px wide and {self.min_size[1]} px tall"
             )
         landmarks, valid = fill_gaps(landmarks, detected, self.max_gap)
         boxes, _ = fill_gaps(boxes, detected, self.max_gap)
@@ -244,4 +271,5 @@ class FaceTracker:
             boxes=boxes.astype(np.float32),
             valid=valid,
             detected=detected,
+            small=np.array(self._small, dtype=bool) & detected,
         )

@@ -41,7 +41,7 @@ def score_file(video: Path, audio: Path | None, scorer, face_backend):
 
     info = check_inputs(video, audio)
     waveform = media.load_audio(audio if audio is not None else video)
-    tracker = FaceTracker(face_backend)
+    tracker = FaceTracker(face_backend, small_faces=True)  # as the lip-sync pipeline: small faces are scored too
     for chunk in media.iter_video_frames(video, CHUNK_FRAMES, info=info):
         tracker.update(chunk)
     track = tracker.finish()
