@@ -15,37 +15,7 @@ import sys
 from pathlib import Path
 
 from latentsync.cli import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, check_files_exist, run_reporting_errors  # noqa: F401 (re-exported exit codes)
-from latentsync.errors import InputError
-
-CHUNK_FRAMES = 64
-
-
-def check_inputs(video: Path, audio: Path | None):
-    """ffprobe only: ``video`` has a picture and ``audio`` (default: the video itself) has sound -> the video's info."""
-    from latentsync import media
-
-    info = media.check_video(media.probe(video))  # a picture that plays: not audio only, not a still, not empty
-    speech = audio if audio is not None else video
-    if not media.probe(speech).has_audio:
-        hint = "" if audio is not None else " Pass the speech to score against with --audio."
-        raise InputError(
-            f"{speech.name} has no audio track; please provide speech audio (or a video with sound).{hint}"
-        )
-    return info
-
-
-def score_file(video: Path, audio: Path | None, scorer, face_backend):
-    """Score ``video`` against ``audio`` (default: the video's own audio track) -> SyncScore."""
-    from latentsync import media
-    from latentsync.faces import FaceTracker
-
-    info = check_inputs(video, audio)
-    waveform = media.load_audio(audio if audio is not None else video)
-    tracker = FaceTracker(face_backend, small_faces=True)  # as the lip-sync pipeline: small faces are scored too
-    for chunk in media.iter_video_frames(video, CHUNK_FRAMES, info=info):
-        tracker.update(chunk)
-    track = tracker.finish()
-    return scorer.score(media.iter_video_frames(video, CHUNK_FRAMES, info=info), track.boxes, waveform)
+from latentsync.sync.files import check_inputs, score_file
 
 
 def build_parser() -> argparse.ArgumentParser:

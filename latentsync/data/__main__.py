@@ -1,0 +1,5 @@
+import sys
+
+from latentsync.data.cli import main
+
+sys.exit(main())

@@ -1,0 +1,102 @@
+"""Where a run writes, and the per-clip records that make it resumable.
+
+Layout under OUT_DIR (every stage mirrors the sub-folders of RAW_DIR)::
+
+    resampled/<rel>.mp4            stage 2      segments/<rel>_shot_001_000.mp4   stage 4
+    shots/<rel>_shot_001.mp4       stage 3      faces/<rel>_shot_001_000.mp4      stage 5 (aligned faces)
+    synced/...  quality/...        stages 6, 7  fileslist.txt                     stage 8
+    records/<stage>/<input rel>.json            one per (stage, input clip): outputs, or why it was dropped
+    report.json                                 per stage: clips in / out / dropped by reason
+
+Every file is written under a temporary name and moved into place with ``os.replace``; a stage's record is written
+last, after all its outputs, so a record that exists means the clip is done. A record is reused only when its input
+file is unchanged (size and modification time) and the stage's settings match; otherwise the clip is redone. Nothing
+is ever written into RAW_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+RECORDS_FOLDER = "records"
+REPORT_NAME = "report.json"
+FILESLIST_NAME = "fileslist.txt"
+TMP_PREFIX = ".tmp-"  # partial files and folders; never listed, removed by the stage that made them
+
+
+@dataclass
+class Record:
+    """What one stage did with one input clip. Paths are relative: ``input`` to the stage's source folder,
+    ``outputs`` to the stage's output folder (for the check stage, which writes nothing, to RAW_DIR)."""
+
+    stage: str
+    input: str
+    outputs: list[str] = field(default_factory=list)
+    dropped: str | None = None  # why the whole clip was dropped (None: kept, or split into `outputs`)
+    detail: str = ""  # the error message or measured values behind the decision
+    pieces_dropped: dict[str, int] = field(default_factory=dict)  # reason -> pieces dropped (multi-output stages)
+    metrics: dict = field(default_factory=dict)  # e.g. sync offset/confidence, quality score
+    input_stamp: list[int] = field(default_factory=list)  # [size, mtime_ns] of the input when processed
+    params: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, text: str) -> Record:
+        return cls(**json.loads(text))
+
+
+def file_stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def record_path(out_dir: Path, stage: str, rel: str) -> Path:
+    return out_dir / RECORDS_FOLDER / stage / f"{rel}.json"
+
+
+def read_record(out_dir: Path, stage: str, rel: str) -> Record | None:
+    path = record_path(out_dir, stage, rel)
+    try:
+        return Record.from_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return None  # missing, or (impossible with atomic writes, but harmless) unreadable: redo
+
+
+def tmp_path_for(path: Path) -> Path:
+    """A unique temporary name beside ``path`` (same folder, so ``os.replace`` is atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = tmp_path_for(path)
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_record(out_dir: Path, record: Record) -> None:
+    write_text_atomic(record_path(out_dir, record.stage, record.input), json.dumps(asdict(record), indent=1))
+
+
+def copy_atomic(source: Path, dest: Path) -> None:
+    """``dest`` becomes a copy of ``source`` (a hard link when both share a file system), atomically."""
+    tmp = tmp_path_for(dest)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, dest)
+
+
+def mp4_name(rel: str) -> str:
+    """Output name of an input clip: ``a/b.mp4`` stays, other containers keep their suffix: ``a/b.mov.mp4``."""
+    return rel if rel.lower().endswith(".mp4") else f"{rel}.mp4"
+
+
+def stem_of(rel: str) -> str:
+    """``a/b.mp4`` -> ``a/b`` (the base for numbered pieces ``a/b_shot_001.mp4``)."""
+    return mp4_name(rel)[: -len(".mp4")]
