@@ -67,6 +67,12 @@ class LatentSyncUNet(nn.Module):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
 
+    def enable_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute every ResNet, transformer and motion module in the backward pass instead of storing its
+        activations (training memory); the outputs are unchanged."""
+        for block in (*self.down_blocks, self.mid_block, *self.up_blocks):
+            block.gradient_checkpointing = enabled
+
     @property
     def dtype(self) -> torch.dtype:
         return self.conv_in.weight.dtype
@@ -83,7 +89,7 @@ class LatentSyncUNet(nn.Module):
             return mm.temporal_position_encoding_max_len
         return None
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | int | float,
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float,
                 audio_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Predict the noise in ``sample``.
 
@@ -113,7 +119,7 @@ class LatentSyncUNet(nn.Module):
             x = block(x, block_skips, temb, audio, upsample_size=skips[-1].shape[-2:] if skips else None)
         return self.conv_out(F.silu(self.conv_norm_out(x)))  # (b, out_channels, f, h, w)
 
-    def _timesteps(self, timestep: torch.Tensor | int | float, batch: int, device: torch.device
+    def _timesteps(self, timestep: torch.Tensor | float, batch: int, device: torch.device
                    ) -> torch.Tensor:
         t = torch.as_tensor(timestep, device=device)
         if t.ndim == 0 or t.numel() == 1:

@@ -7,13 +7,24 @@ state_dict order (loading matches names, so order is cosmetic).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from latentsync.models.attention import SpatialTransformer
 from latentsync.models.motion import MotionModule
 from latentsync.models.resnet import Downsample3D, ResnetBlock3D, Upsample3D
 from latentsync.models.unet_config import UNetConfig
+
+
+def _run(block: nn.Module, fn: Callable[..., torch.Tensor], *args: torch.Tensor | None) -> torch.Tensor:
+    """``fn(*args)``, under activation checkpointing when ``block.gradient_checkpointing`` is set and gradients are
+    being recorded (training); the values are identical either way."""
+    if getattr(block, "gradient_checkpointing", False) and torch.is_grad_enabled():
+        return checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
 
 
 def _audio_dim(cfg: UNetConfig) -> int | None:
@@ -47,17 +58,18 @@ class DownBlock3D(nn.Module):
             [MotionModule(out_channels, cfg.motion_module_kwargs) for _ in range(n)] if with_motion else [])
         self.downsamplers = nn.ModuleList(
             [Downsample3D(out_channels, cfg.downsample_padding)] if add_downsample else [])
+        self.gradient_checkpointing = False  # set by LatentSyncUNet.enable_gradient_checkpointing (training)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor, audio: torch.Tensor | None
                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         # x: (b, c_in, f, h, w) -> (b, c_out, f, h', w'); skips: every layer output and the downsampled x
         skips = []
         for i, resnet in enumerate(self.resnets):
-            x = resnet(x, temb)
+            x = _run(self, resnet, x, temb)
             if self.attentions:
-                x = self.attentions[i](x, audio)
+                x = _run(self, self.attentions[i], x, audio)
             if self.motion_modules:
-                x = self.motion_modules[i](x)
+                x = _run(self, self.motion_modules[i], x)
             skips.append(x)
         for downsampler in self.downsamplers:
             x = downsampler(x)
@@ -73,11 +85,12 @@ class MidBlock3D(nn.Module):
         self.attentions = _transformers(cfg, channels, 1)
         self.resnets = nn.ModuleList(
             [_resnet(cfg, channels, channels, cfg.mid_block_scale_factor) for _ in range(2)])
+        self.gradient_checkpointing = False
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor, audio: torch.Tensor | None) -> torch.Tensor:
-        x = self.resnets[0](x, temb)  # (b, c, f, h, w) throughout
+        x = _run(self, self.resnets[0], x, temb)  # (b, c, f, h, w) throughout
         for attention, resnet in zip(self.attentions, self.resnets[1:]):
-            x = resnet(attention(x, audio), temb)
+            x = _run(self, resnet, _run(self, attention, x, audio), temb)
         return x
 
 
@@ -97,16 +110,17 @@ class UpBlock3D(nn.Module):
         self.motion_modules = nn.ModuleList(
             [MotionModule(out_channels, cfg.motion_module_kwargs) for _ in range(n)] if with_motion else [])
         self.upsamplers = nn.ModuleList([Upsample3D(out_channels)] if add_upsample else [])
+        self.gradient_checkpointing = False
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor], temb: torch.Tensor,
                 audio: torch.Tensor | None, upsample_size: tuple[int, int] | None = None) -> torch.Tensor:
         # x: (b, c_prev, f, h, w); skips: this level's skip tensors in production order, consumed last-first
         for i, resnet in enumerate(self.resnets):
-            x = resnet(torch.cat([x, skips[-1 - i]], dim=1), temb)  # (b, c_out, f, h, w)
+            x = _run(self, resnet, torch.cat([x, skips[-1 - i]], dim=1), temb)  # (b, c_out, f, h, w)
             if self.attentions:
-                x = self.attentions[i](x, audio)
+                x = _run(self, self.attentions[i], x, audio)
             if self.motion_modules:
-                x = self.motion_modules[i](x)
+                x = _run(self, self.motion_modules[i], x)
         for upsampler in self.upsamplers:
             x = upsampler(x, upsample_size)  # (b, c_out, f, 2h, 2w)
         return x

@@ -73,6 +73,27 @@ def load_unet_checkpoint(path: str | Path, config: UNetConfig, device: torch.dev
     return model.eval()
 
 
+def load_unet_weights_(model: LatentSyncUNet, path: str | Path, *, allow_missing_motion_modules: bool = False
+                       ) -> list[str]:
+    """Fill an existing (training) ``model`` in place from ``path``; returns the names the file did not provide.
+
+    Strict, except that with ``allow_missing_motion_modules`` a file without motion modules (stage 1) may fill a
+    net with them (stage 2): those names keep their initialisation (zero ``proj_out``, i.e. identity modules),
+    which is the reference's ``strict=False`` load; any other missing, unexpected or mis-shaped name raises
+    :class:`~latentsync.errors.CheckpointError`.
+    """
+    state = read_unet_state_dict(path)
+    expected = model.state_dict()
+    kept = [name for name in expected if name not in state]
+    if allow_missing_motion_modules and kept and all("motion_modules." in name for name in kept):
+        expected = {name: t for name, t in expected.items() if name in state}
+    else:
+        kept = []
+    check_unet_state_dict(state, expected, source=str(path))
+    model.load_state_dict(state, strict=not kept)
+    return kept
+
+
 def check_unet_state_dict(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: str
                           ) -> None:
     """Raise CheckpointError naming missing, unexpected and mis-shaped entries (first few of each)."""

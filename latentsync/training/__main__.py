@@ -1,0 +1,55 @@
+"""``python -m latentsync.training syncnet|unet CONFIG [--resume]`` (or under ``accelerate launch``).
+
+Exit codes: 0 done, 1 failure, 2 bad arguments or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m latentsync.training",
+        description="Train StableSyncNet or the LatentSync UNet from a YAML config (see configs/). Multi-GPU / "
+                    "multi-node: accelerate launch [--num_processes N ...] -m latentsync.training ...",
+    )
+    parser.add_argument("what", choices=("syncnet", "unet"), help="which network to train")
+    parser.add_argument("config", help="YAML config, e.g. configs/unet/stage2.yaml")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <train.output_dir>/state (model, optimiser, scaler, RNG, data position)")
+    parser.add_argument("--max-steps", type=int, default=None, help="override train.max_train_steps")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import dataclasses
+
+    args = build_parser().parse_args(argv)
+    from latentsync.training import config as cfg
+
+    try:
+        config = (cfg.load_syncnet_train_config if args.what == "syncnet" else cfg.load_unet_train_config)(args.config)
+        if args.max_steps is not None:
+            config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_train_steps=args.max_steps))
+    except (OSError, ValueError, TypeError) as err:  # missing file, bad YAML or values
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    if args.what == "syncnet":
+        from latentsync.training.syncnet_trainer import train_syncnet
+
+        result = train_syncnet(config, resume=args.resume)
+    else:
+        from latentsync.training.unet_trainer import train_unet
+
+        result = train_unet(config, resume=args.resume)
+    last = result.losses.get(result.final_step)
+    print(f"done: step {result.final_step}" + (f", loss {last:.5f}" if last is not None else ""))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""What both trainers share around ``accelerate``: the accelerator, resumable state, checkpoints, logging.
+
+Layout of a run's ``output_dir``:
+
+* ``state/``: ``accelerator.save_state`` (model, optimiser, GradScaler, every process's RNG states) plus
+  ``progress.json`` (the optimiser step, which fixes the data position: samples are index-seeded); replaced as a whole
+  (written as ``state.tmp`` then renamed), so a crash mid-save leaves the previous state;
+* ``checkpoints/checkpoint-<step>.pt``: the official format ``{"global_step", "state_dict"}``, written atomically;
+* ``train.log``: one plain line per log step (also printed); TensorBoard events in ``logs/`` when it is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+STATE_DIR = "state"
+PROGRESS_FILE = "progress.json"
+CHECKPOINT_DIR = "checkpoints"
+LOG_FILE = "train.log"
+
+
+@dataclass
+class TrainResult:
+    """What a run did: the loss of every optimiser step it ran (mean over processes and accumulation)."""
+
+    final_step: int
+    losses: dict[int, float] = field(default_factory=dict)
+    checkpoints: list[Path] = field(default_factory=list)
+    validations: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+def make_accelerator(output_dir: str | Path, mixed_precision: str, gradient_accumulation_steps: int):
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    output_dir = Path(output_dir)
+    tensorboard = importlib.util.find_spec("tensorboard") is not None
+    accelerator = Accelerator(
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        log_with="tensorboard" if tensorboard else None,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+    )
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    return accelerator
+
+
+def make_logger(output_dir: str | Path, is_main: bool, name: str) -> logging.Logger:
+    """Plain-text log to ``train.log`` and stderr, from the main process only."""
+    # One logger per run folder (a process may run several trainings, e.g. tests), each writing its own file.
+    logger = logging.getLogger(f"latentsync.training.{name}:{Path(output_dir).resolve()}")
+    logger.setLevel(logging.INFO if is_main else logging.WARNING)
+    logger.propagate = False
+    if is_main and not logger.handlers:
+        formatter = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
+        for handler in (logging.FileHandler(Path(output_dir) / LOG_FILE, encoding="utf-8"), logging.StreamHandler()):
+            handler.setFormatter(formatter)
+            logger.addHandler(handler)
+    return logger
+
+
+def save_state(accelerator, output_dir: str | Path, step: int) -> Path:
+    """Accelerate's full state plus the step, replacing the previous state only once complete."""
+    output_dir = Path(output_dir)
+    final, tmp, old = output_dir / STATE_DIR, output_dir / f"{STATE_DIR}.tmp", output_dir / f"{STATE_DIR}.old"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))  # every process writes its RNG state; the main one the rest
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / PROGRESS_FILE).write_text(json.dumps({"step": step}))
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_state(accelerator, output_dir: str | Path) -> int:
+    """Restore the state saved by :func:`save_state`; returns its optimiser step."""
+    final = Path(output_dir) / STATE_DIR
+    progress = final / PROGRESS_FILE
+    if not progress.is_file():
+        raise FileNotFoundError(f"--resume: no saved training state in {final} (expected {PROGRESS_FILE} there)")
+    accelerator.load_state(str(final))
+    return int(json.loads(progress.read_text())["step"])
+
+
+def save_official_checkpoint(state_dict: dict[str, torch.Tensor], output_dir: str | Path, step: int) -> Path:
+    """``checkpoints/checkpoint-<step>.pt`` = ``{"global_step", "state_dict"}``, written to a temporary name and
+    renamed (call from the main process)."""
+    folder = Path(output_dir) / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"checkpoint-{step}.pt"
+    tmp = folder / f".checkpoint-{step}.pt.tmp"
+    torch.save({"global_step": step, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def data_position(step: int, accumulation: int, batches_per_epoch: int) -> tuple[int, int]:
+    """(epoch, batches to skip in it) after ``step`` optimiser steps: the data position a resume continues from."""
+    if batches_per_epoch < 1:
+        raise ValueError("the training set gives no full batch per process: use more clips or a smaller batch_size")
+    return divmod(step * accumulation, batches_per_epoch)
+
+
+def epochs(loader, dataset, start_step: int, accumulation: int, accelerator):
+    """Batches from the data position of ``start_step`` onwards, epoch after epoch (sets ``dataset.epoch``)."""
+    epoch, skip = data_position(start_step, accumulation, len(loader))
+    while True:
+        dataset.epoch = epoch
+        yield from (accelerator.skip_first_batches(loader, skip) if skip else loader)
+        epoch, skip = epoch + 1, 0

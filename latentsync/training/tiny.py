@@ -1,0 +1,139 @@
+"""Tiny training setups (tests, benchmarks, smoke runs): random auxiliary networks in their official file formats,
+synthetic aligned-face clips, and a tiny stage-2 config over :func:`latentsync.tiny.write_tiny_checkpoints`' folder.
+
+Nothing here is used by real training; it lets every loading path and the whole loop run on a CPU in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from latentsync.media import SAMPLE_RATE, VIDEO_FPS
+
+TINY_TRAIN_RESOLUTION = 32  # 4x4 latents: the tiny UNet's 4 levels go 4 -> 2 -> 1 -> 1
+TINY_SYNCNET_RESOLUTION = 32  # the B_small StableSyncNet sees 16x32 lower halves
+# The tiny TREPA golden's ViT, at 112 px (8 x 8 x 8 = 512 tokens instead of 2048: 16x cheaper attention).
+TINY_VIDEOMAE = {"embed_dim": 48, "depth": 2, "num_heads": 4, "img_size": 112}
+
+
+def tiny_syncnet_model_section(resolution: int = TINY_SYNCNET_RESOLUTION) -> dict[str, Any]:
+    """The tiny golden's ``B_small`` StableSyncNet (633,248 params) for ``resolution`` px faces."""
+    audio = {"in_channels": 1, "block_out_channels": [32, 32, 32, 32, 32, 32, 64],
+             "downsample_factors": [[2, 1], 2, 2, 1, 2, 2, [2, 3]], "attn_blocks": [0, 0, 0, 1, 1, 0, 0]}
+    visual = {"in_channels": 48, "block_out_channels": [32] * 7 + [64],
+              "downsample_factors": [[1, 2], [2, 1], [1, 2], [2, 1], [1, 2], [2, 1], [1, 2], 2],
+              "attn_blocks": [0, 0, 0, 0, 1, 1, 0, 0]}
+    return {"audio_encoder": audio, "visual_encoder": visual, "resolution": resolution}
+
+
+def write_tiny_auxiliary(directory: str | Path, seed: int = 0) -> Path:
+    """Add random ``stable_syncnet.pt`` (tiny), ``auxiliary/vit_g_hybrid_pt_1200e_ssv2_ft.pth`` (tiny ViT) and
+    ``auxiliary/vgg16-397923af.pth`` (full VGG16 features, placeholder classifier) to a checkpoints folder, at the
+    registry's paths and in the official formats."""
+    from latentsync.checkpoints import AUXILIARY
+    from latentsync.models.lpips import vgg16_features
+    from latentsync.models.stable_syncnet import StableSyncNet, StableSyncNetConfig
+    from latentsync.models.videomae import VideoMAEConfig, VisionTransformer
+
+    directory = Path(directory)
+    torch.manual_seed(seed)
+    syncnet = StableSyncNet(StableSyncNetConfig.from_dict(tiny_syncnet_model_section()))
+    videomae = VisionTransformer(VideoMAEConfig(**TINY_VIDEOMAE))
+    vgg = {f"features.{k}": v for k, v in vgg16_features().state_dict().items()}
+    # torchvision's file also holds the ImageNet classifier, which LPIPS drops: 1-element stand-ins keep this small.
+    vgg.update({f"classifier.{i}.{p}": torch.zeros(1) for i in (0, 3, 6) for p in ("weight", "bias")})
+    files = {"stable_syncnet": {"state_dict": syncnet.state_dict(), "global_step": 0},
+             "videomae_v2": {"module": videomae.state_dict()}, "vgg16": vgg}
+    for name, content in files.items():
+        path = directory / AUXILIARY[name].local_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(content, path)
+    return directory
+
+
+def write_synthetic_clip(path: str | Path, seed: int, seconds: float = 2.4,
+                         resolution: int = TINY_TRAIN_RESOLUTION) -> Path:
+    """An "aligned face" clip the data toolchain could have made (H.264, 25 fps, square, AAC 16 kHz mono) whose
+    mouth follows its sound: a bright mouth bar opens on the frames where a tone burst plays."""
+    from latentsync.media import VideoWriter
+
+    rng = np.random.default_rng(seed)
+    n_frames = round(seconds * VIDEO_FPS)
+    talking = rng.random(n_frames) < 0.5  # per frame: mouth open and sound on
+    yy, xx = np.mgrid[0:resolution, 0:resolution] / resolution
+    base = np.stack([0.5 + 0.3 * np.sin(6 * xx + seed), 0.4 + 0.3 * yy, 0.5 + 0.2 * np.cos(5 * yy + seed)], -1)
+    frames = np.repeat((base * 255).astype(np.uint8)[None], n_frames, axis=0)
+    r0, c0, c1 = int(0.7 * resolution), int(0.3 * resolution), int(0.7 * resolution)
+    for i in np.flatnonzero(talking):
+        frames[i, r0:r0 + resolution // 6, c0:c1] = 240
+    samples_per_frame = SAMPLE_RATE // VIDEO_FPS
+    t = np.arange(n_frames * samples_per_frame) / SAMPLE_RATE
+    envelope = np.repeat(talking.astype(np.float32), samples_per_frame)
+    audio = (0.5 * envelope * np.sin(2 * np.pi * (300 + 50 * seed) * t)).astype(np.float32)
+    with VideoWriter(path, width=resolution, height=resolution, audio=audio, crf=10) as writer:
+        writer.write(frames)
+    return Path(path)
+
+
+def write_synthetic_dataset(directory: str | Path, n_clips: int = 4, seconds: float = 2.4,
+                            resolution: int = TINY_TRAIN_RESOLUTION, first_seed: int = 0) -> Path:
+    """``n_clips`` synthetic clips (seeds ``first_seed`` ...) and their file list (``fileslist.txt``, paths
+    relative to it); returns the list."""
+    directory = Path(directory)
+    (directory / "clips").mkdir(parents=True, exist_ok=True)
+    names = [f"clips/clip{i:03d}.mp4" for i in range(n_clips)]
+    for i, name in enumerate(names):
+        write_synthetic_clip(directory / name, seed=first_seed + i, seconds=seconds, resolution=resolution)
+    fileslist = directory / "fileslist.txt"
+    fileslist.write_text("# synthetic clips\n" + "\n".join(names) + "\n", encoding="utf-8")
+    return fileslist
+
+
+def tiny_unet_train_config(checkpoints_dir: str | Path, fileslist: str | Path, output_dir: str | Path,
+                           syncnet_yaml: str | Path, **overrides: Any) -> dict[str, Any]:
+    """A stage-2 config (all four losses) for the tiny networks in ``checkpoints_dir``, as the dict a YAML holds.
+
+    ``overrides``: top-level keys, or ``"section.key"`` for one value of a section.
+    """
+    from latentsync.checkpoints import LOCAL_CONFIG_NAME, get_version
+
+    unet = json.loads((Path(checkpoints_dir) / LOCAL_CONFIG_NAME).read_text())["unet"]
+    unet.pop("resolution", None)
+    # Stage 2 starts from trained weights: from a fresh net (zero conv_out, frozen) no gradient would reach the
+    # trainable modules. The tiny folder's random UNet stands in for a stage-1 result.
+    init_unet = Path(checkpoints_dir) / get_version("1.5").unet.local_path
+    config: dict[str, Any] = {
+        "version": "1.5", "init_unet": str(init_unet), "trainable_modules": ["motion_modules.", "attentions."],
+        "syncnet_config": str(syncnet_yaml), "videomae_model": dict(TINY_VIDEOMAE),
+        "enable_gradient_checkpointing": True, "validation_steps": 2,
+        "model": unet,
+        "data": {"train_fileslist": str(fileslist), "batch_size": 1, "num_workers": 0,
+                 "resolution": TINY_TRAIN_RESOLUTION},
+        "loss": {},  # the reference's stage-2 weights
+        "optimizer": {"lr": 1e-3},
+        "train": {"output_dir": str(output_dir), "max_train_steps": 4, "save_every": 1000, "log_every": 1,
+                  "mixed_precision": "no", "checkpoints_dir": str(checkpoints_dir)},
+    }
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        (config[section] if section else config)[name] = value
+    return config
+
+
+def write_tiny_syncnet_yaml(path: str | Path, fileslist: str | Path, output_dir: str | Path, **train: Any) -> Path:
+    """A SyncNet training YAML for the tiny StableSyncNet (also the UNet config's ``syncnet_config``)."""
+    import yaml
+
+    doc = {"model": tiny_syncnet_model_section(),
+           "data": {"train_fileslist": str(fileslist), "batch_size": 8, "num_workers": 0,
+                    "resolution": TINY_SYNCNET_RESOLUTION, "samples_per_epoch": 64},
+           "optimizer": {"lr": 1e-3},
+           "train": {"output_dir": str(output_dir), "max_train_steps": 10, "mixed_precision": "no",
+                     "save_every": 1000, "validate_every": 0, "log_every": 10, **train}}
+    Path(path).write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return Path(path)

@@ -1,0 +1,241 @@
+"""UNet training, stage 1 and stage 2 (reference ``scripts/train_unet.py``; README §7, training/README §4).
+
+Per step: encode the target, masked and reference windows with the frozen VAE (posterior samples), add mixed noise
+at a random timestep, predict the noise; the loss is the epsilon MSE, plus in stage 2 the one-step x0 estimate decoded
+by the VAE (gradients flow through the decoder, checkpointed) scored by LPIPS on the lower half, TREPA on whole
+frames and the frozen StableSyncNet. ``accelerate`` owns devices, mixed precision, accumulation, clipping, DDP and
+the saved state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import torch
+from einops import rearrange
+
+from latentsync.training import engine, losses
+from latentsync.training.config import UNetTrainConfig, count_trainable_parameters, is_trainable
+
+
+@dataclasses.dataclass
+class FrozenNets:
+    vae: object  # TrainingVae
+    syncnet: torch.nn.Module | None = None
+    lpips: torch.nn.Module | None = None
+    videomae: torch.nn.Module | None = None
+
+
+def build_unet(config: UNetTrainConfig, log) -> torch.nn.Module:
+    """The UNet to train: fresh, or from ``init_unet`` (a stage-1 file fills a stage-2 net but its motion modules)."""
+    from latentsync.models.unet import LatentSyncUNet
+    from latentsync.models.unet_checkpoint import load_unet_weights_
+
+    unet = LatentSyncUNet(config.model)
+    if config.init_unet:
+        kept = load_unet_weights_(unet, config.init_unet, allow_missing_motion_modules=config.model.use_motion_module)
+        note = f"; {len(kept)} motion-module tensors keep their identity initialisation" if kept else ""
+        log.info(f"UNet weights from {config.init_unet}{note}")
+    if config.enable_gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    for name, param in unet.named_parameters():
+        param.requires_grad_(is_trainable(name, config.trainable_modules))
+    return unet.train()
+
+
+def load_frozen_nets(config: UNetTrainConfig, vae_dir: Path, device: torch.device) -> FrozenNets:
+    from latentsync.models.vae import LatentVae
+    from latentsync.training.models import TrainingVae, auxiliary_path
+
+    loss, aux_dir = config.loss, config.train.checkpoints_dir
+    nets = FrozenNets(vae=TrainingVae(LatentVae.from_pretrained(vae_dir, device), config.enable_gradient_checkpointing))
+    if loss.use_syncnet and loss.sync_loss_weight:
+        from latentsync.models.stable_syncnet import StableSyncNetConfig, load_stable_syncnet
+        from latentsync.training.config import read_syncnet_model_section
+
+        syncnet_config = StableSyncNetConfig.from_dict(read_syncnet_model_section(config.syncnet_config))
+        path = auxiliary_path(config.syncnet_checkpoint, "stable_syncnet", aux_dir)
+        nets.syncnet = load_stable_syncnet(path, syncnet_config, device)
+        nets.syncnet.enable_gradient_checkpointing(config.enable_gradient_checkpointing)
+    if loss.pixel_space_supervise and loss.perceptual_loss_weight:
+        from latentsync.models.lpips import LPIPS
+
+        nets.lpips = LPIPS.from_files(auxiliary_path(config.vgg_checkpoint, "vgg16", aux_dir)).to(device)
+    if loss.pixel_space_supervise and loss.trepa_loss_weight:
+        from latentsync.models.videomae import VideoMAEConfig, load_videomae
+
+        path = auxiliary_path(config.videomae_checkpoint, "videomae_v2", aux_dir)
+        nets.videomae = load_videomae(path, VideoMAEConfig(**config.videomae_model), device)
+        nets.videomae.gradient_checkpointing = config.enable_gradient_checkpointing
+    return nets
+
+
+def unet_loss_terms(batch: dict[str, torch.Tensor], unet, nets: FrozenNets, config: UNetTrainConfig,
+                    alphas_cumprod: torch.Tensor, latent_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The unweighted loss terms of one batch (see the module docstring); randomness from the batch's seeds."""
+    loss = config.loss
+    device = batch["gt"].device
+    b, f = batch["gt"].shape[:2]
+    generators = [torch.Generator().manual_seed(int(seed)) for seed in batch["seed"]]
+    # 1. Latents of the target, masked and reference windows (frozen VAE, posterior samples).
+    gt_latents = nets.vae.encode_videos(batch["gt"], generators)  # (b, 4, f, h, w)
+    masked_latents = nets.vae.encode_videos(batch["masked"], generators)
+    ref_latents = nets.vae.encode_videos(batch["ref"], generators)
+    masks = latent_mask.to(device, gt_latents.dtype).expand(b, 1, f, *latent_mask.shape[-2:])  # (b, 1, f, h, w)
+    # 2. Noise (shared over frames in part) and a timestep per video.
+    if loss.use_mixed_noise:
+        noise = losses.mixed_noise(tuple(gt_latents.shape), loss.mixed_noise_alpha, generators, device)
+    else:
+        noise = losses.shared_noise(tuple(gt_latents.shape), generators, device)
+    timesteps = losses.sample_timesteps(generators, device)
+    noisy = losses.add_noise(gt_latents, noise, timesteps, alphas_cumprod)
+    # 3. Predict the noise from [noisy | mask | masked | reference] and the audio.
+    pred_noise = unet(torch.cat([noisy, masks, masked_latents, ref_latents], dim=1), timesteps, batch["audio"])
+    terms = {"recon": losses.epsilon_mse(pred_noise, noise)}
+    # 4. Stage 2: decode the one-step x0 estimate and score it in pixel space.
+    needs_pixels = loss.pixel_space_supervise or nets.syncnet is not None
+    if not needs_pixels:
+        return terms
+    pred_latents = losses.one_step_x0(noisy, pred_noise, timesteps, alphas_cumprod)
+    pred = nets.vae.decode_with_grad(rearrange(pred_latents, "b c f h w -> (b f) c h w"))  # ((b f), 3, H, W)
+    gt = rearrange(batch["gt"], "b f c h w -> (b f) c h w")
+    if nets.lpips is not None:
+        terms["lpips"] = losses.lpips_lower_half(nets.lpips, pred, gt)
+    if nets.videomae is not None:
+        from latentsync.models.videomae import trepa_loss
+
+        to_video = lambda x: rearrange(x, "(b f) c h w -> b c f h w", b=b)
+        terms["trepa"] = trepa_loss(nets.videomae, to_video(pred.float()), to_video(gt.float()))
+    if nets.syncnet is not None:
+        frames = losses.syncnet_frames(pred.float(), b, nets.syncnet.config.resolution)
+        vision, audio = nets.syncnet(frames.to(next(nets.syncnet.parameters()).dtype), batch["mel"])
+        terms["sync"] = losses.sync_loss(vision.float(), audio.float())
+    return terms
+
+
+def loss_weights(config: UNetTrainConfig) -> dict[str, float]:
+    loss = config.loss
+    return {"recon": loss.recon_loss_weight, "lpips": loss.perceptual_loss_weight,
+            "trepa": loss.trepa_loss_weight, "sync": loss.sync_loss_weight}
+
+
+def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainResult:
+    """Run (or continue, with ``resume``) UNet training to ``config.train.max_train_steps`` optimiser steps."""
+    from diffusers import DDIMScheduler
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from latentsync.faces.mask import latent_mask
+    from latentsync.pipeline import DDIM_CONFIG
+    from latentsync.training.data import UNetWindows, read_clip_paths
+    from latentsync.training.models import whisper_and_vae_paths
+
+    run = config.train
+    accelerator = engine.make_accelerator(run.output_dir, run.mixed_precision, run.gradient_accumulation_steps)
+    log = engine.make_logger(run.output_dir, accelerator.is_main_process, "unet")
+    torch.manual_seed(run.seed)  # fresh weights are equal on every process (DDP also broadcasts them)
+
+    # 1. Models: the UNet to train and the frozen helpers.
+    unet = build_unet(config, log)
+    trainable, total = count_trainable_parameters(config)
+    params = [p for p in unet.parameters() if p.requires_grad]
+    assert sum(p.numel() for p in params) == trainable
+    log.info(f"trainable UNet parameters: {trainable:,} of {total:,} (patterns {list(config.trainable_modules)}); "
+             f"{accelerator.num_processes} processes on {accelerator.device}, {accelerator.distributed_type.value}")
+    whisper_path, vae_dir = whisper_and_vae_paths(config.version, run.checkpoints_dir)
+    nets = load_frozen_nets(config, vae_dir, accelerator.device)
+    alphas_cumprod = DDIMScheduler.from_config(DDIM_CONFIG).alphas_cumprod  # (1000,) float32
+    mask = torch.from_numpy(latent_mask(config.data.resolution))  # (h, w), 1 = keep
+
+    # 2. Data, optimiser, and accelerate's wrapping.
+    dataset = UNetWindows(read_clip_paths(config.data.train_fileslist), run.seed, config.data.resolution,
+                          whisper_path, with_mel=nets.syncnet is not None,
+                          samples_per_epoch=config.data.samples_per_epoch, fixed_samples=config.data.fixed_samples)
+    loader = DataLoader(dataset, batch_size=config.data.batch_size, shuffle=False, drop_last=True,
+                        num_workers=config.data.num_workers)
+    opt = config.optimizer
+    optimizer = torch.optim.AdamW(params, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
+    unet, optimizer, loader = accelerator.prepare(unet, optimizer, loader)
+    step = engine.load_state(accelerator, run.output_dir) if resume else 0
+    if resume:
+        log.info(f"resumed at step {step}")
+    result = engine.TrainResult(final_step=step)
+
+    # 3. The loop: forward, backward, clip, step, log, checkpoint, validate.
+    weights = loss_weights(config)
+    progress = tqdm(total=run.max_train_steps, initial=step, disable=not accelerator.is_main_process, desc="unet")
+    step_losses: list[float] = []
+    batches = engine.epochs(loader, dataset, step, run.gradient_accumulation_steps, accelerator)
+    while step < run.max_train_steps:
+        batch = next(batches)
+        with accelerator.accumulate(unet):
+            with accelerator.autocast():
+                terms = unet_loss_terms(batch, unet, nets, config, alphas_cumprod, mask)
+            loss = losses.total_loss(terms, weights)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(params, opt.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        step_losses.append(accelerator.reduce(loss.detach().float(), "mean").item())
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        result.losses[step] = sum(step_losses) / len(step_losses)
+        step_losses = []
+        progress.update(1)
+        if step % run.log_every == 0 or step == run.max_train_steps:
+            parts = " ".join(f"{k} {v.item():.4f}" for k, v in terms.items())
+            log.info(f"step {step} loss {result.losses[step]:.5f} ({parts})")
+            accelerator.log({"loss": result.losses[step], **{k: v.item() for k, v in terms.items()}}, step=step)
+        if step % run.save_every == 0 or step == run.max_train_steps:
+            engine.save_state(accelerator, run.output_dir, step)
+            if accelerator.is_main_process:
+                path = engine.save_official_checkpoint(accelerator.unwrap_model(unet).state_dict(), run.output_dir, step)
+                result.checkpoints.append(path)
+                log.info(f"saved {path}")
+        if run.validate_every and step % run.validate_every == 0 and accelerator.is_main_process:
+            result.validations[step] = validate(accelerator.unwrap_model(unet), config, step, whisper_path, vae_dir, log)
+    progress.close()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    result.final_step = step
+    return result
+
+
+def validate(unet, config: UNetTrainConfig, step: int, whisper_path: Path, vae_dir: Path, log) -> dict[str, float]:
+    """Render ``data.val_video_path`` lip-synced to ``data.val_audio_path`` with the inference pipeline and score it
+    (Sync-C / Sync-D with the original SyncNet when its weights are available)."""
+    from latentsync.checkpoints import resolve_sync_scoring
+    from latentsync.faces import load_landmark_backend
+    from latentsync.models.vae import LatentVae
+    from latentsync.models.whisper import WhisperAudioEncoder
+    from latentsync.pipeline import LipSyncOptions, LipSyncPipeline
+    from latentsync.sync import SyncScorer
+
+    data = config.data
+    if not (data.val_video_path and data.val_audio_path):
+        raise ValueError("train.validate_every > 0 needs data.val_video_path and data.val_audio_path")
+    device = unet.device
+    backend, face_dir, syncnet_path = resolve_sync_scoring(config.version, config.train.checkpoints_dir)
+    was_training = unet.training
+    pipeline = LipSyncPipeline(
+        unet=unet.eval(), audio_encoder=WhisperAudioEncoder.from_checkpoint(whisper_path, device),
+        vae=LatentVae.from_pretrained(vae_dir, device), face_backend=load_landmark_backend(backend, device=device, weights_dir=face_dir),
+        resolution=data.resolution, device=device, dtype=unet.dtype, version=config.version,
+        sync_scorer=SyncScorer.from_checkpoint(syncnet_path, device))
+    output = Path(config.train.output_dir) / "validation" / f"step-{step}.mp4"
+    try:
+        with torch.no_grad():
+            result = pipeline(data.val_video_path, data.val_audio_path, output,
+                              LipSyncOptions(steps=config.validation_steps, guidance_scale=config.validation_guidance,
+                                             seed=config.train.seed, score_sync=True))
+    finally:
+        unet.train(was_training)
+    scores = {"sync_c": result.sync_after.confidence, "sync_d": result.sync_after.min_distance}
+    log.info(f"validation step {step}: {output} Sync-C {scores['sync_c']:.3f} Sync-D {scores['sync_d']:.3f}")
+    if not math.isfinite(scores["sync_c"]):
+        log.warning("validation Sync-C is not finite")
+    return scores

@@ -1,0 +1,107 @@
+"""The shipped training configs: reference values, trainable-parameter counts (meta device), stage 1 -> stage 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentsync.training.config import (
+    count_trainable_parameters,
+    load_syncnet_train_config,
+    load_unet_train_config,
+    unet_config_from_dict,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name,trainable,total", [
+    ("stage1", 849_962_244, 849_962_244), ("stage1_512", 849_962_244, 849_962_244),
+    ("stage2", 674_792_320, 1_267_099_844), ("stage2_512", 674_792_320, 1_267_099_844),
+    ("stage2_efficient", 284_660_480, 1_100_244_804),
+])
+def test_trainable_parameter_counts_equal_the_reference(name, trainable, total):
+    assert count_trainable_parameters(load_unet_train_config(CONFIGS / "unet" / f"{name}.yaml")) == (trainable, total)
+
+
+def test_unet_configs_hold_the_reference_values():
+    stage1, stage2 = (load_unet_train_config(CONFIGS / "unet" / f"{n}.yaml") for n in ("stage1", "stage2"))
+    efficient = load_unet_train_config(CONFIGS / "unet" / "stage2_efficient.yaml")
+    big = load_unet_train_config(CONFIGS / "unet" / "stage2_512.yaml")
+    assert not stage1.model.use_motion_module and not stage1.loss.pixel_space_supervise
+    assert not stage1.loss.use_syncnet and stage1.trainable_modules == ()
+    loss = stage2.loss
+    assert (loss.recon_loss_weight, loss.sync_loss_weight, loss.perceptual_loss_weight, loss.trepa_loss_weight) == \
+        (1.0, 0.05, 0.1, 10.0)
+    assert loss.use_mixed_noise and loss.mixed_noise_alpha == 1.0
+    assert stage2.trainable_modules == ("motion_modules.", "attentions.")
+    assert (stage2.optimizer.lr, stage2.optimizer.max_grad_norm, stage2.train.seed) == (1e-5, 1.0, 1247)
+    assert stage2.model.motion_module_kwargs.temporal_position_encoding_max_len == 24
+    assert efficient.model.motion_module_decoder_only and efficient.loss.trepa_loss_weight == 0
+    assert efficient.trainable_modules == ("motion_modules.", "attn2.")
+    assert big.data.resolution == 512 and big.model.resolution == 512 and stage2.data.resolution == 256
+
+
+def test_syncnet_configs_load_with_the_reference_values():
+    from latentsync.models.stable_syncnet import StableSyncNetConfig, syncnet_16_pixel_attn
+
+    config = load_syncnet_train_config(CONFIGS / "syncnet" / "syncnet_16_pixel_attn.yaml")
+    assert StableSyncNetConfig.from_dict(config.model) == syncnet_16_pixel_attn()
+    assert (config.data.batch_size, config.optimizer.lr, config.train.seed, config.train.save_every) == \
+        (256, 1e-5, 42, 2500)
+    for name in ("syncnet_16_pixel", "syncnet_16_latent"):
+        load_syncnet_train_config(CONFIGS / "syncnet" / f"{name}.yaml")
+
+
+def test_unknown_keys_and_bad_values_are_named():
+    with pytest.raises(ValueError, match="learning_rate"):
+        unet_config_from_dict({"optimizer": {"learning_rate": 1}})
+    with pytest.raises(ValueError, match="mixed_precision"):
+        unet_config_from_dict({"train": {"mixed_precision": "fp8"}})
+
+
+def test_stage1_checkpoint_fills_a_stage2_net_except_its_motion_modules(tmp_path):
+    import dataclasses
+
+    from latentsync.errors import CheckpointError
+    from latentsync.models.unet import LatentSyncUNet
+    from latentsync.models.unet_checkpoint import load_unet_weights_, save_unet_checkpoint
+    from latentsync.models.unet_config import tiny_unet_config
+
+    torch.manual_seed(0)
+    stage1 = LatentSyncUNet(dataclasses.replace(tiny_unet_config(), use_motion_module=False))
+    path = save_unet_checkpoint(stage1, tmp_path / "stage1.pt")
+    stage2 = LatentSyncUNet(tiny_unet_config())
+    kept = load_unet_weights_(stage2, path, allow_missing_motion_modules=True)
+    assert kept and all("motion_modules." in name for name in kept)
+    assert len(kept) == len(stage2.state_dict()) - len(stage1.state_dict())
+    for name, tensor in stage1.state_dict().items():
+        assert torch.equal(stage2.state_dict()[name], tensor)
+    with pytest.raises(CheckpointError, match="missing"):
+        load_unet_weights_(LatentSyncUNet(tiny_unet_config()), path)  # strict unless asked
+    partial = {k: v for k, v in stage1.state_dict().items() if not k.startswith("conv_out")}
+    torch.save({"state_dict": partial, "global_step": 0}, tmp_path / "partial.pt")
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_unet_weights_(LatentSyncUNet(tiny_unet_config()), tmp_path / "partial.pt",
+                           allow_missing_motion_modules=True)
+
+
+def test_gradient_checkpointing_leaves_the_unet_output_and_gradients_unchanged():
+    from latentsync.models.unet import LatentSyncUNet, randomize_zero_init_
+    from latentsync.models.unet_config import tiny_unet_config
+
+    torch.manual_seed(0)
+    unet = randomize_zero_init_(LatentSyncUNet(tiny_unet_config()), torch.Generator().manual_seed(0))
+    x = torch.randn(1, 13, 2, 8, 8)
+    audio = torch.randn(1, 2, 3, 24)
+    results = []
+    for enabled in (False, True):
+        unet.zero_grad()
+        unet.enable_gradient_checkpointing(enabled)
+        out = unet(x, 10, audio)
+        out.square().mean().backward()
+        results.append((out.detach(), unet.down_blocks[0].attentions[0].proj_in.weight.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
