@@ -27,8 +27,12 @@ import torch
 from latentsync import CheckpointError, InputError
 from latentsync.app_support import DEFAULT_VERSION, MAX_SEED, VERSIONS, AppSettings, LipSyncJob
 from latentsync.app_support import PipelineCache, StageProgress, check_inputs, describe_result, make_options
-from latentsync.app_support import on_zero_gpu, random_seed, stop_on_sigterm
-from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS
+from latentsync.app_support import first_frame, mark_point, on_zero_gpu, random_seed, speaker_from_click
+from latentsync.app_support import stop_on_sigterm
+from latentsync import media
+from latentsync.media import H264_CRF
+from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
+from latentsync.timeline import LENGTH_MODES
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 EXAMPLES = [[str(ASSETS / "demo_video.mp4"), str(ASSETS / "demo_speech.wav")]]
@@ -40,6 +44,13 @@ STEPS_RANGE, SMOKE_STEPS_RANGE = (10, 50), (1, 50)
 GPU_CONCURRENCY = 1  # requests on the GPU at once per replica; the others wait in the queue
 QUEUE_SIZE = 32  # requests beyond this many waiting are turned away ("queue full") rather than stalled
 CACHE_CLEANUP = (3600, 3600)  # hourly, delete uploads and results older than an hour from gradio's cache
+CRF_RANGE = (0, 35)  # 0 lossless; beyond ~35 talking heads turn visibly blocky
+LENGTH_MODE_LABELS = {  # the radio's words -> LipSyncOptions.length_mode
+    "pingpong": "Follow the audio: play the video back and forth",
+    "loop": "Follow the audio: loop the video",
+    "freeze": "Follow the audio: hold the last frame",
+    "video": "Follow the video: cut or pad the audio with silence",
+}
 
 # The only mutable global: models built on first use per version, then reused by every request.
 PIPELINES = PipelineCache()
@@ -50,14 +61,15 @@ INTRO = """
 # LatentSync lip sync
 
 Give it a video of a face and a speech clip: you get the same video back with the mouth re-drawn to match
-the speech. [LatentSync](https://github.com/bytedance/LatentSync) is ByteDance's audio-conditioned
+the speech (a photo works too: it becomes a still video as long as the speech). [LatentSync](https://github.com/bytedance/LatentSync) is ByteDance's audio-conditioned
 latent-diffusion model: a Stable Diffusion VAE and a 3D UNet that, guided by Whisper features of the audio,
 paints the lower half of each aligned face, which is then pasted back into the frame. The output lasts as
 long as the speech; a shorter video is played back and forth.
 """
 
 TIPS = """
-**Tips for good results:** one clearly visible, roughly frontal face, not too small (at least ~100 px
+**Tips for good results:** one clearly visible, roughly frontal face (with several, open "Speaker" and
+click the one that talks), not too small (at least ~100 px
 wide), mouth not covered; clear speech without music; 25 fps footage works best (other rates are
 resampled). Version 1.6 works on 512 px faces (sharper, about 4x slower), 1.5 on 256 px faces. More steps:
 slightly sharper, slower.
@@ -124,13 +136,46 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
             gr.Markdown(SMOKE_BANNER, elem_id="smoke-banner")
         with gr.Row():
             with gr.Column():
-                video_in = gr.Video(
-                    label=f"Face video ({limit})", sources=["upload", "webcam"], elem_id="video-in"
-                )
+                with gr.Tabs():
+                    with gr.Tab("Video"):
+                        video_in = gr.Video(
+                            label=f"Face video ({limit})", sources=["upload", "webcam"], elem_id="video-in"
+                        )
+                    with gr.Tab("Photo"):
+                        # PNG: gradio re-saves uploads in this format, and the default WebP would be lossy.
+                        photo_in = gr.Image(
+                            label="Or a photo of a face (PNG, JPEG, WebP; used when no video is given)",
+                            sources=["upload", "webcam"], type="filepath", format="png", elem_id="photo-in",
+                        )  # fmt: skip
                 audio_in = gr.Audio(
                     label=f"Driving speech ({limit})", sources=["upload", "microphone"], type="filepath",
                     elem_id="audio-in",
                 )  # fmt: skip
+                with gr.Accordion("Speaker (for videos with several faces)", open=False):
+                    speaker_view = gr.Image(
+                        label="Click the face that should speak (first frame)", interactive=False,
+                        elem_id="speaker-view",
+                    )  # fmt: skip
+                    with gr.Row():
+                        speaker = gr.Textbox(
+                            LARGEST_FACE, label="Speaker", elem_id="speaker", scale=3,
+                            info="'largest', or the point x,y you clicked (pixels; fractions like 0.3,0.4 work).",
+                        )  # fmt: skip
+                        largest = gr.Button("Largest face", elem_id="speaker-largest", scale=1)
+                with gr.Accordion("Length, frame rate and quality", open=False):
+                    length_mode = gr.Radio(
+                        [(label, mode) for mode, label in LENGTH_MODE_LABELS.items()], value="pingpong",
+                        label="When the speech and the video differ in length",
+                    )  # fmt: skip
+                    native_fps = gr.Checkbox(
+                        False, label="Keep the video's own frame rate",
+                        info="e.g. 30 or 60 fps instead of 25: every original frame kept, the mouth generated "
+                             "for each frame's time (face analysis takes longer).",
+                    )  # fmt: skip
+                    crf = gr.Slider(
+                        *CRF_RANGE, value=H264_CRF, step=1, label="Output quality (H.264 CRF)",
+                        info=f"Lower is better and larger; {H264_CRF} is visually lossless, 0 lossless.",
+                    )  # fmt: skip
                 with gr.Accordion("Advanced settings", open=False):
                     version = gr.Radio(
                         list(VERSIONS), value=DEFAULT_VERSION, label="Model version",
@@ -156,6 +201,11 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                         randomize = gr.Checkbox(
                             False, label="Random seed", info="A new seed each run (shown in the seed box)."
                         )
+                    faster = gr.Checkbox(
+                        True, label="Faster (step caching)", elem_id="faster",
+                        info="Reuses the UNet's deep layers on 2 of every 3 steps, as the official app does: about "
+                             "2x faster, nearly the same result.",
+                    )  # fmt: skip
                     score_sync = gr.Checkbox(
                         False, label="Compute Sync-C scores (before → after)",
                         info="SyncNet lip-sync confidence of the input and of the result (higher is better); "
@@ -181,7 +231,9 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
         def lipsync(
             video: str, audio: str, version: str = DEFAULT_VERSION, steps: int = DEFAULT_STEPS,
             guidance_scale: float = DEFAULT_GUIDANCE, seed: int = DEFAULT_SEED, randomize_seed: bool = False,
-            score_sync: bool = False, progress=gr.Progress(),  # noqa: B008 -- how gradio passes a tracker
+            score_sync: bool = False, speaker: str = LARGEST_FACE, length_mode: str = "pingpong",
+            native_fps: bool = False, crf: int = H264_CRF, photo: str | None = None, faster: bool = True,
+            progress=gr.Progress(),  # noqa: B008 -- how gradio passes a tracker
         ):  # fmt: skip
             """Re-generate the mouth in a face video so that it matches the speech (LatentSync).
 
@@ -194,18 +246,30 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                 seed: random seed (default 1247); the same inputs, settings and seed give the same video
                 randomize_seed: if true, ignore seed and draw a new one (returned as the third output)
                 score_sync: if true, also compute SyncNet Sync-C / Sync-D of the input and of the output
+                speaker: "largest" (default), or "x,y" on the speaking face in the first frame (pixels, or
+                    fractions of the width and height when both are <= 1)
+                length_mode: "pingpong" (default), "loop" or "freeze" (output as long as the audio), or "video"
+                    (output as long as the video, the audio cut or padded with silence)
+                native_fps: if true, output at the video's own frame rate instead of 25 fps
+                crf: output quality, H.264 CRF 0 (lossless) to 51 (default 18, visually lossless)
+                photo: a still image (PNG, JPEG, WebP) of a face, used when no video is given
+                faster: step caching as the official app (DeepCache, interval 3): about 2x faster, nearly the
+                    same result (default true); false computes every step in full
             Returns:
                 the lip-synced MP4, a short text of what was done, the seed used
             """
+            video = video or photo
             with shown_to_user():
                 video_seconds, audio_seconds = check_inputs(video, audio, settings.max_seconds)
                 used_seed = random_seed() if randomize_seed else seed
-                options = make_options(steps, guidance_scale, used_seed, score_sync)
+                options = make_options(steps, guidance_scale, used_seed, score_sync, speaker, length_mode,
+                                       native_fps, crf, faster)  # fmt: skip
+                video_fps = media.probe(video).fps or media.VIDEO_FPS
             with tempfile.TemporaryDirectory(prefix="latentsync-app-") as workdir:  # this request's own
                 job = LipSyncJob(
                     video=video, audio=audio, output=str(Path(workdir) / "lipsync.mp4"), version=version,
                     options=options, video_seconds=video_seconds, audio_seconds=audio_seconds,
-                    smoke=settings.smoke,
+                    smoke=settings.smoke, video_fps=video_fps,
                 )  # fmt: skip
                 result = lipsync_on_gpu(job, progress)
                 # Hand the file to gradio's cache now: gradio would copy it there after we return, when
@@ -213,8 +277,33 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                 served = video_out.move_resource_to_block_cache(result.output)
             return served, describe_result(result, job), used_seed
 
+        def show_face(video: str | None, photo: str | None):
+            """The first frame, unmarked, and the speaker reset to the largest face (a new input was given)."""
+            path = video or photo
+            if not path:
+                return None, LARGEST_FACE
+            with shown_to_user():
+                return first_frame(path), LARGEST_FACE
+
+        def pick_speaker(video: str | None, photo: str | None, event: gr.SelectData):
+            path = video or photo
+            if not path:
+                return None, LARGEST_FACE
+            point = speaker_from_click(event.index)
+            x, y = (int(v) for v in point.split(","))
+            with shown_to_user():
+                return mark_point(first_frame(path), x, y), point
+
+        face_inputs = [video_in, photo_in]
+        picker = {"outputs": [speaker_view, speaker], "api_visibility": "private", "show_progress": "hidden"}
+        video_in.change(show_face, face_inputs, **picker)
+        photo_in.change(show_face, face_inputs, **picker)
+        largest.click(show_face, face_inputs, **picker)
+        speaker_view.select(pick_speaker, face_inputs, **picker)
+
         run.click(
-            lipsync, inputs=[video_in, audio_in, version, steps, guidance, seed, randomize, score_sync],
+            lipsync, inputs=[video_in, audio_in, version, steps, guidance, seed, randomize, score_sync, speaker,
+                             length_mode, native_fps, crf, photo_in, faster],
             outputs=[video_out, summary, seed], api_name="lipsync", concurrency_limit=GPU_CONCURRENCY,
             concurrency_id="gpu",
             # The seed box is an output too (it shows the seed used), but no progress bar or error badge there.

@@ -29,7 +29,8 @@ from typing import Any, ClassVar
 
 from latentsync import media
 from latentsync.errors import CheckpointError, InputError
-from latentsync.pipeline import FRAMES_PER_CALL, LipSyncOptions, LipSyncResult
+from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL
+from latentsync.pipeline import FRAMES_PER_CALL, LARGEST_FACE, LipSyncOptions, LipSyncResult, probe_face_input
 
 VERSIONS = ("1.5", "1.6")
 # 1.5 rather than the reference app's 1.6: a quarter of the latent pixels, so far less GPU time (quota).
@@ -55,6 +56,9 @@ UNET_SECONDS_PER_FRAME_STEP = {"1.5": 0.002, "1.6": 0.008}  # one step of one fr
 VAE_SECONDS_PER_FRAME = {"1.5": 0.004, "1.6": 0.016}  # two encodes and one decode per frame
 FACE_SECONDS_PER_FRAME = 0.015  # decode, landmarks (on the GPU), warp and paste-back of one frame
 SYNC_SCORE_SECONDS_PER_FRAME = 0.01  # SyncNet crops and embeddings, done twice (input and output)
+# A cached (DeepCache) step runs only the UNet's outermost blocks: about a tenth of a full step (speed helper's
+# estimate; the reference app's interval 3 at 20 steps = 7 full + 13 cached steps, ~2x faster overall).
+PARTIAL_STEP_COST = 0.1
 ESTIMATE_MARGIN = 1.5  # headroom: a call that runs out of time is lost, a generous one costs priority
 GPU_SECONDS_MIN, GPU_SECONDS_MAX = 30, 300  # ZeroGPU refuses requests longer than a few minutes
 
@@ -99,13 +103,19 @@ def random_seed() -> int:
 
 
 def make_options(
-    steps: float, guidance_scale: float, seed: float | None, score_sync: bool = False
-) -> LipSyncOptions:
+    steps: float, guidance_scale: float, seed: float | None, score_sync: bool = False,
+    speaker: str | None = LARGEST_FACE, length_mode: str = "pingpong", native_fps: bool = False,
+    crf: float = media.H264_CRF, faster: bool = True,
+) -> LipSyncOptions:  # fmt: skip
     """Options from the UI's values (sliders send floats), checked: a bad value raises :class:`InputError`."""
     if seed is None:
         raise InputError("Please enter a seed (a whole number) or tick 'Random seed'.")
+    if crf is None or float(crf) != int(crf):
+        raise InputError(f"crf must be an integer from 0 (lossless) to {media.MAX_CRF}, got {crf!r}")
     options = LipSyncOptions(steps=int(steps), guidance_scale=float(guidance_scale), seed=int(seed),
-                             score_sync=bool(score_sync))  # fmt: skip
+                             score_sync=bool(score_sync), speaker=(speaker or "").strip() or LARGEST_FACE,
+                             length_mode=length_mode, native_fps=bool(native_fps), crf=int(crf),
+                             cache_interval=REFERENCE_CACHE_INTERVAL if faster else 1)  # fmt: skip
     options.check()
     return options
 
@@ -123,8 +133,8 @@ def _too_long(what: str, seconds: float, max_seconds: float, advice: str) -> Inp
 def check_inputs(video: str | None, audio: str | None, max_seconds: float | None) -> tuple[float, float]:
     """Check what can be checked before asking for a GPU; returns (video seconds, audio seconds).
 
-    Raises :class:`InputError` for a missing input, an unreadable file, a video without a picture (or a still
-    image, or no frames), audio
+    A photo (PNG, JPEG, WebP) counts as 0 s of video. Raises :class:`InputError` for a missing input, an unreadable
+    file, a video without a picture (or without frames), audio
     without sound, or an input longer than ``max_seconds`` (the output lasts as long as the speech, and the
     face pass may read the whole video, so both count).
     """
@@ -132,32 +142,40 @@ def check_inputs(video: str | None, audio: str | None, max_seconds: float | None
         raise InputError("Please add a face video: upload one or record it with the webcam.")
     if not audio:
         raise InputError("Please add the speech: upload an audio file or record it with the microphone.")
-    video_info = media.check_video(media.probe(video))  # a picture that plays: not audio only, a still, empty
+    video_info = probe_face_input(video)  # a picture: a video that plays, or a photo
     audio_info = media.probe(audio)
     if not audio_info.has_audio:
         name = audio_info.path.name
         raise InputError(f"{name} has no sound; please provide speech audio (or a video with sound).")
     audio_seconds = audio_info.audio_duration or audio_info.duration
+    video_seconds = 0.0 if video_info.still_image else video_info.duration
     if max_seconds is not None:
         if audio_seconds > max_seconds + LENGTH_TOLERANCE_SECONDS:
             advice = "The output lasts as long as the speech: please trim it and try again."
             raise _too_long("speech", audio_seconds, max_seconds, advice)
-        if video_info.duration > max_seconds + LENGTH_TOLERANCE_SECONDS:
+        if video_seconds > max_seconds + LENGTH_TOLERANCE_SECONDS:
             advice = "Please trim it; a video shorter than the speech is looped back and forth."
-            raise _too_long("video", video_info.duration, max_seconds, advice)
-    return video_info.duration, audio_seconds
+            raise _too_long("video", video_seconds, max_seconds, advice)
+    return video_seconds, audio_seconds
 
 
 # ------------------------------------------------------------------------------------------ one request
 
 
-def gpu_seconds(version: str, video_seconds: float, audio_seconds: float, options: LipSyncOptions) -> int:
-    """Estimated GPU time of one call, for ``@spaces.GPU(duration=...)``, clamped to what ZeroGPU grants."""
+def gpu_seconds(version: str, video_seconds: float, audio_seconds: float, options: LipSyncOptions,
+                native_fps: float = media.VIDEO_FPS) -> int:  # fmt: skip
+    """Estimated GPU time of one call, for ``@spaces.GPU(duration=...)``, clamped to what ZeroGPU grants.
+
+    ``native_fps``: the video's own rate, used when ``options.native_fps`` (faces are handled on every native
+    frame; the diffusion still runs at 25 fps)."""
+    face_fps = native_fps if options.native_fps else media.VIDEO_FPS
     frames_out = media.frames_for_duration(audio_seconds)
-    frames_in = media.frames_for_duration(video_seconds)
+    face_frames = media.frames_for_duration(video_seconds, face_fps) + media.frames_for_duration(audio_seconds, face_fps)
     guidance_factor = 2 if options.guidance_scale > 1.0 else 1  # guidance doubles the UNet batch
-    work = frames_out * options.steps * guidance_factor * UNET_SECONDS_PER_FRAME_STEP[version]
-    work += frames_out * VAE_SECONDS_PER_FRAME[version] + (frames_in + frames_out) * FACE_SECONDS_PER_FRAME
+    full_steps = math.ceil(options.steps / options.cache_interval)  # step caching: the others are cheap
+    step_cost = full_steps + PARTIAL_STEP_COST * (options.steps - full_steps)
+    work = frames_out * step_cost * guidance_factor * UNET_SECONDS_PER_FRAME_STEP[version]
+    work += frames_out * VAE_SECONDS_PER_FRAME[version] + face_frames * FACE_SECONDS_PER_FRAME
     if options.score_sync:
         work += 2 * frames_out * SYNC_SCORE_SECONDS_PER_FRAME
     estimate = GPU_STARTUP_SECONDS + ESTIMATE_MARGIN * work
@@ -176,9 +194,10 @@ class LipSyncJob:
     video_seconds: float
     audio_seconds: float
     smoke: bool = False
+    video_fps: float = media.VIDEO_FPS  # the video's own rate (matters with options.native_fps)
 
     def gpu_seconds(self) -> int:
-        return gpu_seconds(self.version, self.video_seconds, self.audio_seconds, self.options)
+        return gpu_seconds(self.version, self.video_seconds, self.audio_seconds, self.options, self.video_fps)
 
 
 class PipelineCache:
@@ -269,7 +288,8 @@ def stop_on_sigterm() -> None:
 class StageProgress:
     """The pipeline's ``(stage, done, total)`` callbacks as ``report((done, total), desc=..., unit=...)``.
 
-    ``report`` is a ``gr.Progress`` in the app. Stages, in order: audio features, analysing faces, lip sync
+    ``report`` is a ``gr.Progress`` in the app. Stages, in order: analysing faces (or copying frames, when the
+    face track came from the cache and the video is repeated), audio features, lip sync
     (one step per 16-frame chunk; the MP4 is written as chunks arrive and finished after the last one),
     sync scores (only when asked for), done.
     """
@@ -277,6 +297,7 @@ class StageProgress:
     LABELS: ClassVar[dict[str, tuple[str, str]]] = {  # stage -> (description, unit)
         "audio features": ("Reading the speech (Whisper audio features)", "steps"),
         "analysing faces": ("Finding the face in every frame", "frames"),
+        "copying frames": ("Face track from the cache; copying the frames to repeat", "frames"),
         "lip sync": (f"Lip sync: diffusion, {FRAMES_PER_CALL} frames per chunk", "chunks"),
         "sync scores": ("Sync-C scores with SyncNet (input, then output)", "videos"),
         "done": ("Done", "steps"),
@@ -295,6 +316,57 @@ class StageProgress:
         self.report((done, max(total, 1)), desc=desc, unit=unit)
 
 
+def _extra_settings(options: LipSyncOptions) -> str:
+    """The issue-15 settings that differ from their defaults, for the settings line."""
+    default = LipSyncOptions()
+    parts = []
+    if options.speaker != default.speaker:
+        parts.append(f"speaker at {options.speaker}")
+    if options.length_mode != default.length_mode:
+        parts.append(f"length mode {options.length_mode}")
+    if options.native_fps:
+        parts.append("native frame rate")
+    if options.crf != default.crf:
+        parts.append(f"CRF {options.crf}")
+    if options.cache_interval == 1:
+        parts.append("step caching off")
+    return "".join(f", {part}" for part in parts)
+
+
+# ------------------------------------------------------------------------------------------ speaker picker
+
+MARKER_COLOUR = (255, 32, 32)  # RGB: a red ring with a cross, visible on skin and on most backgrounds
+MARKER_RADIUS_FRACTION = 0.03  # of the frame's shorter side (at least MARKER_MIN_RADIUS px)
+MARKER_MIN_RADIUS = 6
+
+
+def first_frame(path: str | os.PathLike) -> "np.ndarray":
+    """The picture the speaker is chosen on: a video's first frame (as the pipeline reads it), or the photo."""
+    info = media.probe(path)
+    if info.has_video and info.still_image:
+        return media.read_image(path, info)
+    return media.read_video_frames(path, max_frames=1)[0]
+
+
+def mark_point(frame: "np.ndarray", x: float, y: float) -> "np.ndarray":
+    """A copy of ``frame`` with a ring and a cross at (x, y): where the user clicked."""
+    import cv2
+
+    marked = frame.copy()
+    radius = max(MARKER_MIN_RADIUS, round(MARKER_RADIUS_FRACTION * min(frame.shape[:2])))
+    centre = (round(x), round(y))
+    thickness = max(2, radius // 4)
+    cv2.circle(marked, centre, radius, MARKER_COLOUR, thickness, cv2.LINE_AA)
+    cv2.drawMarker(marked, centre, MARKER_COLOUR, cv2.MARKER_CROSS, radius, max(1, thickness // 2), cv2.LINE_AA)
+    return marked
+
+
+def speaker_from_click(index: tuple[float, float] | list[float]) -> str:
+    """``gr.SelectData.index`` on an image ([x, y] in the image's pixels) as the ``speaker`` option."""
+    x, y = index
+    return f"{int(round(x))},{int(round(y))}"
+
+
 def describe_result(result: LipSyncResult, job: LipSyncJob) -> str:
     """A few lines on what was done: length, frames, time taken, version, settings, Sync-C when asked."""
     o = job.options
@@ -302,7 +374,7 @@ def describe_result(result: LipSyncResult, job: LipSyncJob) -> str:
     steps = f"{o.steps} step{'s' if o.steps != 1 else ''}"
     lines = [
         f"LatentSync {job.version}: {plain.summary()}.",
-        f"Settings: {steps}, guidance {o.guidance_scale:g}, seed {o.seed}.",
+        f"Settings: {steps}, guidance {o.guidance_scale:g}, seed {o.seed}{_extra_settings(o)}.",
     ]
     before, after = result.sync_before, result.sync_after
     if before is not None and after is not None:

@@ -25,14 +25,19 @@ INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def build_parser() -> argparse.ArgumentParser:
     from latentsync.checkpoints import CHECKPOINTS_ENV, VERSIONS
-    from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS
+    from latentsync.media import H264_CRF, MAX_CRF
+    from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL
+    from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
+    from latentsync.timeline import LENGTH_MODES
+    from latentsync.track_cache import CACHE_DIR_ENV, CACHE_MAX_MB_ENV
 
     parser = argparse.ArgumentParser(
         prog="python -m latentsync",
         description="Re-generate the mouth in a face video so that it matches a speech clip (LatentSync).",
         epilog="Exit codes: 0 success, 1 failure, 2 bad input or arguments, 130/143 interrupted (SIGINT/SIGTERM).",
     )
-    parser.add_argument("--video", required=True, type=Path, help="face video (any format ffmpeg reads)")
+    parser.add_argument("--video", required=True, type=Path,
+                        help="face video (any format ffmpeg reads), or a photo (PNG, JPEG, WebP): shown for the whole speech")
     parser.add_argument("--audio", required=True, type=Path,
                         help="driving speech: an audio file or a video with sound; the output lasts as long as it")
     parser.add_argument("--output", required=True, type=Path, help="where to write the lip-synced MP4")
@@ -45,6 +50,31 @@ def build_parser() -> argparse.ArgumentParser:
                              "higher follows the audio more strongly)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help=f"random seed; the same seed and inputs give the same video (default {DEFAULT_SEED})")
+    parser.add_argument("--speaker", default=LARGEST_FACE,
+                        help="which face speaks when there are several: 'largest' (default), or a point x,y on that "
+                             "face in the first frame with faces, in pixels (e.g. 420,180) or as fractions of the "
+                             "width and height when both are <= 1 (e.g. 0.7,0.4); the other faces are untouched")
+    parser.add_argument("--length-mode", default="pingpong", choices=LENGTH_MODES,
+                        help="when audio and video differ: the output lasts as long as the audio and a shorter video "
+                             "is played back and forth (pingpong, default), looped from its start (loop) or held on "
+                             "its last frame (freeze); or it lasts as long as the video (video), the audio cut or "
+                             "padded with silence")
+    parser.add_argument("--native-fps", action="store_true",
+                        help="output at the video's own frame rate (e.g. 30 or 60 fps) instead of 25 fps: every "
+                             "original frame kept, the mouth generated for each frame's time")
+    parser.add_argument("--crf", type=int, default=H264_CRF,
+                        help=f"output quality, H.264 CRF from 0 (lossless, large) to {MAX_CRF} (worst); default "
+                             f"{H264_CRF}, visually lossless")
+    parser.add_argument("--no-face-cache", action="store_true",
+                        help=f"do not read or store the video's face track in the on-disk cache (${CACHE_DIR_ENV}, "
+                             f"default <HF cache>/latentsync/face-tracks; size limit ${CACHE_MAX_MB_ENV}, default 2048)")
+    parser.add_argument("--cache-interval", type=int, default=REFERENCE_CACHE_INTERVAL,
+                        help=f"step caching (DeepCache, as the official app): the whole UNet every N-th step, only its "
+                             f"outer layers in between; default {REFERENCE_CACHE_INTERVAL} (about 2x faster, nearly "
+                             "the same result), 1 = off")
+    parser.add_argument("--no-overlap", action="store_true",
+                        help="do not read and prepare the next frames on a worker thread while the current ones are "
+                             "denoised (the output is the same either way; for debugging)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1 or cpu (default: cuda if available)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
                         help="weights' precision (default auto: float16 on Ampere or newer GPUs, else float32)")
@@ -147,16 +177,20 @@ def main(argv: list[str] | None = None) -> int:
     def lipsync() -> str:
         from latentsync.loading import load_pipeline, parse_device, parse_dtype
         from latentsync import media
-        from latentsync.pipeline import LipSyncOptions, probe_inputs
+        from latentsync.pipeline import LipSyncOptions, probe_inputs, speaker_point
 
         # 1. Everything that can be checked in a second, before the models load (seconds to minutes).
-        options = LipSyncOptions(steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
+        options = LipSyncOptions(steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
+                                 speaker=args.speaker, length_mode=args.length_mode, native_fps=args.native_fps,
+                                 crf=args.crf, face_cache=not args.no_face_cache,
+                                 cache_interval=args.cache_interval, overlap=not args.no_overlap)  # fmt: skip
         options.check()
         check_files_exist(args, "video", "audio")
         media.check_output_path(args.output, inputs=(args.video, args.audio))
         device = parse_device(args.device)
         dtype = parse_dtype(args.dtype, device)
-        probe_inputs(args.video, args.audio)
+        info = probe_inputs(args.video, args.audio)
+        speaker_point(options.speaker, info.width, info.height)  # a point outside the frame: before the models
         # 2. Load and run.
         pipeline = load_pipeline(args.version, device=device, dtype=dtype, checkpoints_dir=args.checkpoints)
         progress = TqdmProgress()

@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import wave
 from collections.abc import Iterable, Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +38,14 @@ from latentsync.media_probe import (  # noqa: F401 -- re-exported: media is the 
     _tool,
     check_video,
     logger,
+    native_fps,
     probe,
 )
 
 SAMPLE_RATE = 16_000  # Whisper's input rate; every waveform in the package is 16 kHz mono float32
 DEFAULT_CHUNK_FRAMES = 64  # frames per chunk when streaming (64 × 1080p RGB ≈ 400 MB; callers pick smaller)
 H264_CRF = 18  # visually lossless for talking heads; the reference's final mux also uses CRF 18
+MAX_CRF = 51  # libx264's 8-bit range is 0 (lossless) to 51
 AAC_BITRATE = "160k"
 INT16_SCALE = 32768.0  # decoded 16-bit samples / 2**15 = float in [-1, 1), as the reference's Whisper audio loader
 # A read that ends this far short of the frames the stream's duration promises means a truncated file (container
@@ -75,8 +78,10 @@ def _first_error_line(stderr: bytes) -> str:
     return ""
 
 
-def _video_command(path: str | os.PathLike, info: MediaInfo, start: int, count: int | None) -> list[str]:
-    """The ffmpeg command that writes frames ``start, start + 1...`` of the 25 fps timeline as raw RGB to stdout.
+def _video_command(path: str | os.PathLike, info: MediaInfo, start: int, count: int | None,
+                   fps: Fraction | int = VIDEO_FPS) -> list[str]:  # fmt: skip
+    """The ffmpeg command that writes frames ``start, start + 1...`` of the ``fps`` timeline (25 fps unless asked
+    otherwise) as raw RGB to stdout.
 
     The 25 fps grid must not depend on where decoding starts. The ``fps`` filter rounds every timestamp to a slot
     counted from its ``start_time``, so we keep the original timestamps (``-copyts``) and anchor the grid at the
@@ -88,11 +93,12 @@ def _video_command(path: str | os.PathLike, info: MediaInfo, start: int, count: 
     exact: the same frames go through the same filter).
     """
     cmd = [_tool("ffmpeg"), "-nostdin", "-v", "error"]
-    vf = f"fps={VIDEO_FPS}"
+    fps = Fraction(fps)
+    vf = f"fps={fps.numerator}/{fps.denominator}"
     if info.video_start is not None:
         cmd += ["-copyts"]
         vf += f":start_time={info.start_time:.6f}"
-        seek = start / VIDEO_FPS - SEEK_MARGIN_SECONDS  # -ss counts from the file's start, as the grid does
+        seek = float(start / fps) - SEEK_MARGIN_SECONDS  # -ss counts from the file's start, as the grid does
         if start and seek > 0 and info.format_name in SEEKABLE_FORMATS:
             cmd += ["-ss", f"{seek:.6f}"]
     if start:
@@ -110,8 +116,10 @@ def iter_video_frames(
     start: int = 0,
     count: int | None = None,
     info: MediaInfo | None = None,
+    fps: Fraction | int = VIDEO_FPS,
 ) -> Iterator[np.ndarray]:
-    """Yield the video as chunks of RGB uint8 frames ``(n, H, W, 3)`` resampled to a constant 25 fps.
+    """Yield the video as chunks of RGB uint8 frames ``(n, H, W, 3)`` resampled to a constant 25 fps (or ``fps``:
+    a constant-rate video read at its own rate, :func:`native_fps`, yields exactly its own frames).
 
     Frames are dropped or duplicated by timestamp (ffmpeg's ``fps`` filter) and rotation metadata is applied, so a
     phone video comes out upright. ``start``/``count`` select frames ``[start, start + count)`` of the 25 fps
@@ -134,7 +142,7 @@ def iter_video_frames(
     name, width, height = info.path.name, info.width, info.height
     frame_bytes = width * height * 3
     with tempfile.TemporaryFile() as stderr_file:
-        cmd = _video_command(path, info, start, count)
+        cmd = _video_command(path, info, start, count, fps)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file, bufsize=frame_bytes)
         yielded = 0
         try:
@@ -170,13 +178,31 @@ def iter_video_frames(
             f"{name} looks truncated or corrupt: parts of its video could not be decoded. "
             "Please re-export or re-upload the complete video."
         )
-    expected, reached = info.frames_at_model_fps, start + yielded
-    tolerance = max(TRUNCATION_TOLERANCE_SECONDS * VIDEO_FPS, TRUNCATION_TOLERANCE_FRACTION * expected)
+    rate = float(fps)
+    expected, reached = info.frames_at(fps), start + yielded
+    tolerance = max(TRUNCATION_TOLERANCE_SECONDS * rate, TRUNCATION_TOLERANCE_FRACTION * expected)
     if (count is None or yielded < count) and expected - reached > tolerance:
         raise InputError(
-            f"{name} looks truncated or corrupt: it declares {expected / VIDEO_FPS:.2f} s of video but only "
-            f"{reached / VIDEO_FPS:.2f} s decode. Please upload the complete file."
+            f"{name} looks truncated or corrupt: it declares {expected / rate:.2f} s of video but only "
+            f"{reached / rate:.2f} s decode. Please upload the complete file."
         )
+
+
+def read_image(path: str | os.PathLike, info: MediaInfo | None = None) -> np.ndarray:
+    """A still image (PNG, JPEG, WebP...) as one ``(H, W, 3)`` uint8 RGB frame; :class:`InputError` if it has no
+    picture or cannot be decoded."""
+    info = info or probe(path)
+    name = info.path.name
+    if not info.has_video or info.width <= 0 or info.height <= 0:
+        raise InputError(f"{name} is not an image or a video: it holds no picture. Please upload a photo or a video of a face.")
+    cmd = [_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-frames:v", "1",
+           "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True)
+    frame_bytes = info.width * info.height * 3
+    if proc.returncode != 0 or len(proc.stdout) < frame_bytes or proc.stderr.strip():
+        logger.info("ffmpeg could not decode the image %s: %s", path, _tail(proc.stderr))
+        raise InputError(f"{name} could not be decoded as an image: it is damaged or incomplete. Please re-export it as PNG or JPEG.")
+    return np.frombuffer(proc.stdout[:frame_bytes], np.uint8).reshape(info.height, info.width, 3).copy()
 
 
 def read_video_frames(path: str | os.PathLike, *, max_frames: int | None = None) -> np.ndarray:
@@ -294,7 +320,10 @@ class VideoWriter:
     mono ``(n,)`` or ``(n, channels)`` (written with its channels); ``None`` writes a video-only file. The output
     path and the audio are checked here, before any frame is encoded: an output that is a folder or lies in a
     missing (unless ``create_folders``) or read-only folder, or an audio file without an audio track, raises
-    :class:`InputError`; an empty audio array raises ``ValueError``.
+    :class:`InputError`; an empty audio array raises ``ValueError``. An audio file keeps its own sample rate and
+    channels (re-encoded once to AAC). ``audio_seconds``: cut the audio, or pad it with silence, to exactly this
+    length (the "output follows the video" length mode); None keeps it as it is. ``fps`` may be a fraction
+    (``Fraction(30000, 1001)``) and ``crf`` is libx264's constant rate factor (0 lossless ... 51 worst).
     """
 
     def __init__(
@@ -303,14 +332,18 @@ class VideoWriter:
         *,
         width: int,
         height: int,
-        fps: int = VIDEO_FPS,
+        fps: int | Fraction = VIDEO_FPS,
         audio: str | os.PathLike | np.ndarray | None = None,
         sample_rate: int = SAMPLE_RATE,
         crf: int = H264_CRF,
         create_folders: bool = False,
+        audio_seconds: float | None = None,
     ):
         if width < 1 or height < 1:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
+        if not 0 <= int(crf) <= MAX_CRF:
+            raise ValueError(f"crf must be from 0 to {MAX_CRF}, got {crf}")
+        fps = Fraction(fps)
         self.path = Path(path)
         self.width, self.height = width, height
         self.out_width, self.out_height = width + width % 2, height + height % 2
@@ -337,13 +370,15 @@ class VideoWriter:
         try:  # until ffmpeg runs, a failure only has the work folder to remove
             cmd = [_tool("ffmpeg"), "-nostdin", "-v", "error", "-y",
                    "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.out_width}x{self.out_height}",
-                   "-framerate", str(fps), "-i", "-"]  # fmt: skip
+                   "-framerate", f"{fps.numerator}/{fps.denominator}", "-i", "-"]  # fmt: skip
             if isinstance(audio, np.ndarray):
                 wav_path = self._workdir / "audio.wav"
                 write_wav(wav_path, audio, sample_rate)
                 audio = wav_path
             if audio is not None:
                 cmd += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", AAC_BITRATE]
+                if audio_seconds is not None:  # silence after the end, then cut: exactly audio_seconds long
+                    cmd += ["-af", f"apad=whole_dur={audio_seconds:.6f},atrim=duration={audio_seconds:.6f}"]
             cmd += ["-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-pix_fmt", "yuv420p",
                     "-movflags", "+faststart", str(self._tmp_path)]  # fmt: skip
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._stderr)
@@ -430,7 +465,7 @@ def write_video(
     *,
     audio: str | os.PathLike | np.ndarray | None = None,
     sample_rate: int = SAMPLE_RATE,
-    fps: int = VIDEO_FPS,
+    fps: int | Fraction = VIDEO_FPS,
     create_folders: bool = False,
 ) -> Path:
     """Write chunks of RGB frames (each ``(n, H, W, 3)`` uint8) and an optional audio track to an MP4, atomically.
@@ -457,9 +492,9 @@ def write_video(
     return writer.close()
 
 
-def frames_for_duration(seconds: float, fps: int = VIDEO_FPS) -> int:
+def frames_for_duration(seconds: float, fps: int | Fraction = VIDEO_FPS) -> int:
     """Video frames needed to cover ``seconds`` of audio: ceil, so the picture never ends before the sound.
 
     A tiny tolerance absorbs float noise (2.0 s × 25 must be 50, not 51).
     """
-    return max(1, math.ceil(seconds * fps - 1e-6))
+    return max(1, math.ceil(seconds * float(fps) - 1e-6))

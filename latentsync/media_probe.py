@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from latentsync.errors import InputError
@@ -72,11 +73,38 @@ class MediaInfo:
     video_start: float | None = None  # seconds: the video stream's first timestamp (None: raw streams have none)
     still_image: bool = False  # a picture (PNG, JPEG...), whatever the file is called: not a video
     empty_video: bool = False  # the container declares a video stream with no frames at all
+    frame_rate: str = ""  # ffprobe's exact average rate, e.g. "30000/1001" (the stream's base rate if none)
 
     @property
     def frames_at_model_fps(self) -> int:
         """How many frames :func:`iter_video_frames` yields: the video stream's duration sampled at 25 fps."""
-        return round((self.video_duration or self.duration) * VIDEO_FPS)
+        return self.frames_at(VIDEO_FPS)
+
+    def frames_at(self, fps: Fraction | int) -> int:
+        """How many frames a read at ``fps`` yields: the video stream's duration sampled at that rate."""
+        return round((self.video_duration or self.duration) * float(fps))
+
+
+MAX_NATIVE_FPS = 120  # a higher "native" rate is a timestamp artefact (e.g. 90000 in some VFR files), not video
+NATIVE_FPS_DENOMINATOR = 1001  # NTSC rates are n·1000/1001; any other rate is an integer or close to one
+
+
+def native_fps(info: MediaInfo) -> Fraction:
+    """The video's own frame rate as an exact fraction (30000/1001 for "29.97"): the average rate, which for a
+    constant-rate file is its rate. Variable-rate video is read at its average rate (frames dropped or repeated by
+    timestamp, as at 25 fps). Rates above ``MAX_NATIVE_FPS`` or unknown raise :class:`InputError`."""
+    rate = _ratio(info.frame_rate) if info.frame_rate else info.fps
+    if not 0 < rate <= MAX_NATIVE_FPS:
+        raise InputError(
+            f"{info.path.name}: its frame rate ({rate:g} fps) cannot be used as the output rate "
+            f"(at most {MAX_NATIVE_FPS} fps); leave native fps off to get 25 fps."
+        )
+    num, _, den = info.frame_rate.partition("/")
+    try:
+        exact = Fraction(int(num), int(den or 1))
+    except (ValueError, ZeroDivisionError):
+        exact = Fraction(rate)
+    return exact.limit_denominator(NATIVE_FPS_DENOMINATOR)
 
 
 def _ratio(text: str | None) -> float:
@@ -187,6 +215,8 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             video_start=_seconds(video.get("start_time")),
             still_image=format_name == "image2" or format_name.endswith("_pipe") or (codec in IMAGE_CODECS and nb == "1"),
             empty_video=num_frames == 0 or (num_frames is None and declared_duration == 0),
+            frame_rate=(video.get("avg_frame_rate") if _ratio(video.get("avg_frame_rate")) else "")
+            or (f"{avg}" if avg else video.get("r_frame_rate", "")),
         )
     if audio is not None:
         info.update(

@@ -6,9 +6,19 @@ classifier-free guidance against all-zero audio; one initial noise shared by eve
 paste-back. What changes is the shape: video is decoded, aligned, diffused, restored and encoded chunk by chunk, so
 host memory does not grow with the video's length, and every file lives in a per-call temporary directory.
 
-Two passes over the video: the first finds the face in every frame (landmarks are small), the second generates. When
-the audio is longer than the video, the video is played forwards and backwards (ping-pong, the reference's loop) and
-the first pass also writes a constant-25-fps copy that the second pass can read backwards exactly.
+Two passes over the video: the first finds the face in every frame (landmarks are small; a second run on the same
+video takes them from the on-disk cache, :mod:`latentsync.track_cache`), the second generates. When the audio is
+longer than the video, the video is repeated as the length mode says (:mod:`latentsync.timeline`: played forwards
+and backwards by default, the reference's loop) and the first pass also writes a constant-rate copy that the second
+pass can read backwards exactly. A photo is one frame shown for the whole speech.
+
+Frame rate: the model works at 25 fps. By default the output is 25 fps too (the video resampled by timestamp, as
+the reference does). With ``native_fps`` it keeps the video's own rate: faces are tracked on the native frames, the
+model generates the 25 fps timeline (each model frame from the native frame nearest its time), and every native
+frame gets the mouth of the model frame nearest its own time, warped with its own landmarks; all other pixels are
+its own. Cost: face analysis, warps and paste-backs scale with the native frame count (2.4x at 60 fps), the
+diffusion (the bulk of the time) does not. The output is encoded once (libx264, ``crf``), its audio is the speech
+file's own track re-encoded to AAC at its own sample rate and channels (not the 16 kHz mono the model hears).
 """
 
 from __future__ import annotations
@@ -19,27 +29,33 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from latentsync import media
+from latentsync import media, overlap
 from latentsync.audio_features import audio_windows
 from latentsync.errors import InputError
-from latentsync.faces import FaceTrack, FaceTracker, anchor_points, estimate_affines, latent_mask, mouth_mask
-from latentsync.faces import paste_back, warp_faces
+from latentsync.faces import FaceTrack, FaceTracker, LandmarkSmoothing, anchor_points, estimate_affines, latent_mask
+from latentsync.faces import mouth_mask, paste_back, resolve_track, warp_faces
 from latentsync.faces.detection import MIN_FACE_HEIGHT, MIN_FACE_WIDTH
+from latentsync.faces.tracking import DEFAULT_MAX_GAP
+from latentsync.frame_sources import StillFrames, VideoFrames, batched, schedule_runs
+from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL, CachedUNet
 from latentsync.sync import SyncScore
 from latentsync.sync.mfcc import num_windows
+from latentsync.timeline import AUDIO_LENGTH_MODES, LENGTH_MODES, model_frame_for, native_frame_for
+from latentsync.timeline import pingpong_indices, source_schedule  # noqa: F401 -- pingpong_indices re-exported
 
 FRAMES_PER_CALL = 16  # the UNet was trained on 16-frame windows; its ResNet GroupNorms span all frames of a call
 DECODE_CHUNK = FRAMES_PER_CALL * 4  # frames per decoded chunk in the face-analysis pass
-REVERSE_READ_BLOCK = FRAMES_PER_CALL * 4  # frames read per seek when playing the video backwards
-INTERMEDIATE_CRF = 10  # near-lossless constant-25-fps copy used for ping-pong playback
+INTERMEDIATE_CRF = 10  # near-lossless constant-rate copy used for ping-pong playback
 LATENT_CHANNELS = 4
 DEFAULT_STEPS, DEFAULT_GUIDANCE, DEFAULT_SEED = 20, 1.5, 1247  # the reference's inference.sh / gradio defaults
 MAX_STEPS = 1000  # the scheduler's training steps: more inference steps than that are meaningless
+LARGEST_FACE = "largest"  # LipSyncOptions.speaker: the largest face starts the track (the reference's choice)
 
 # The reference's configs/scheduler_config.json as resolved by diffusers (README §4.8): timesteps 951, 901, ..., 1.
 DDIM_CONFIG = {
@@ -55,16 +71,72 @@ DDIM_CONFIG = {
 }
 
 ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
+_runs = schedule_runs  # the old private name, kept for the tests that import it
+
+
+def parse_speaker(text: str) -> tuple[float, float] | None:
+    """``"largest"`` → None; ``"x,y"`` → (x, y): pixels, or fractions of the width and height when both are <= 1.
+
+    Raises :class:`InputError` naming the argument, the rule and the value."""
+    if not isinstance(text, str):
+        raise InputError(f"speaker must be a string, 'largest' or 'x,y', got {text!r}")
+    if text.strip().lower() == LARGEST_FACE:
+        return None
+    parts = text.replace(" ", "").split(",")
+    try:
+        x, y = (float(part) for part in parts)
+    except ValueError:
+        raise InputError(
+            f"speaker must be 'largest' or a point 'x,y' on the speaker's face in the first frame (pixels, or "
+            f"fractions of the width and height such as '0.3,0.4'), got {text!r}"
+        ) from None
+    if not (math.isfinite(x) and math.isfinite(y) and x >= 0 and y >= 0):
+        raise InputError(f"speaker: the point's coordinates must be finite and >= 0, got {text!r}")
+    return x, y
+
+
+def speaker_point(text: str, width: int, height: int) -> tuple[float, float] | None:
+    """The speaker point in pixels of a ``width`` x ``height`` frame (None: the largest face); InputError if the
+    point lies outside the frame."""
+    point = parse_speaker(text)
+    if point is None:
+        return None
+    x, y = point
+    if x <= 1 and y <= 1:
+        x, y = x * (width - 1), y * (height - 1)
+    if x > width - 1 or y > height - 1:
+        raise InputError(
+            f"speaker: the point ({point[0]:g}, {point[1]:g}) lies outside the {width}x{height} frame "
+            f"(x must be below {width} and y below {height} pixels, or both fractions <= 1)"
+        )
+    return x, y
 
 
 @dataclass(frozen=True)
 class LipSyncOptions:
-    """The user's knobs; everything fixed by training lives in the model configs."""
+    """The user's knobs; everything fixed by training lives in the model configs. Plain types, so that a CSV cell
+    can give each one."""
 
     steps: int = DEFAULT_STEPS  # DDIM steps; more is slower and slightly sharper (20-50 is sensible)
     guidance_scale: float = DEFAULT_GUIDANCE  # classifier-free guidance on the audio; 1.0 disables it
     seed: int = DEFAULT_SEED  # the initial noise and the VAE samples come from a generator seeded with this
     score_sync: bool = False  # also measure Sync-C / Sync-D of the input and the output against the new audio
+    # Which face speaks: "largest", or a point "x,y" on it in the first frame with faces (pixels, or fractions of
+    # the width and height when both are <= 1). The tracker follows that face; other faces are untouched.
+    speaker: str = LARGEST_FACE
+    # When audio and video differ: the output follows the audio with a shorter video played back and forth
+    # ("pingpong"), looped ("loop") or held on its last frame ("freeze"); or it follows the video ("video"), the
+    # audio cut or padded with silence.
+    length_mode: str = "pingpong"
+    native_fps: bool = False  # output at the video's own frame rate instead of the model's 25 fps
+    crf: int = media.H264_CRF  # the output's H.264 quality: 0 lossless, 18 visually lossless (default), 51 worst
+    face_cache: bool = True  # reuse (and store) this video's face track in the on-disk cache (track_cache)
+    # Step caching (DeepCache, as the reference app): the whole UNet every N-th step, only its outermost layers in
+    # between (about 2x faster at 3, nearly the same result); 1 computes every step in full.
+    cache_interval: int = REFERENCE_CACHE_INTERVAL
+    # Read, align and VAE-encode the next 16 frames on a worker thread while the current ones are denoised
+    # (25 fps output); the output is byte-identical either way.
+    overlap: bool = True
 
     def check(self) -> None:
         if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
@@ -73,28 +145,67 @@ class LipSyncOptions:
             raise InputError(f"guidance_scale must be a number from 1.0 to 20.0, got {self.guidance_scale!r}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise InputError(f"seed must be a non-negative integer below 2**63, got {self.seed!r}")
+        parse_speaker(self.speaker)
+        if self.length_mode not in LENGTH_MODES:
+            raise InputError(f"length_mode must be one of {', '.join(LENGTH_MODES)}, got {self.length_mode!r}")
+        if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= media.MAX_CRF:
+            raise InputError(f"crf must be an integer from 0 (lossless) to {media.MAX_CRF}, got {self.crf!r}")
+        if isinstance(self.cache_interval, bool) or not isinstance(self.cache_interval, int) \
+                or not 1 <= self.cache_interval <= MAX_STEPS:  # fmt: skip
+            raise InputError(
+                f"cache_interval must be an integer from 1 (no step caching) to {MAX_STEPS}, got {self.cache_interval!r}"
+            )
+        for name in ("score_sync", "native_fps", "face_cache", "overlap"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
 class LipSyncResult:
     output: Path
-    num_frames: int  # frames written, = ceil(audio seconds x 25)
-    audio_seconds: float
-    source_frames: int  # frames of the input video at 25 fps
+    num_frames: int  # frames written, = ceil(audio seconds x fps) (or the video's frames with length_mode "video")
+    audio_seconds: float  # of the speech as given
+    source_frames: int  # frames of the input video at the output's rate (1 for a photo)
     frames_with_face: int  # output frames that went through the model (the rest passed through untouched)
-    looped: bool  # the video was played back and forth because the audio is longer
+    looped: bool  # the video was repeated (played back and forth, looped or held) because the audio is longer
     seconds: float  # wall-clock time of the call
     sync_before: SyncScore | None = None  # the input video (as played) against the new audio, if asked for
     sync_after: SyncScore | None = None  # the output against the new audio, if asked for
     small_face_frames: int = 0  # output frames whose face is below the reference's 50x80 px minimum
+    length_mode: str = "pingpong"
+    fps: float = media.VIDEO_FPS  # the output's frame rate
+    photo: bool = False  # the "video" was a still image
+    face_track_cached: bool = False  # face analysis was skipped: the track came from the cache
+
+    def _length_text(self) -> str:
+        if self.photo:
+            return ", the photo held for the whole speech"
+        output_seconds = self.num_frames / self.fps
+        if self.length_mode == "video":
+            if self.audio_seconds > output_seconds + 0.5 / self.fps:
+                return f", audio cut to the video's {output_seconds:.2f} s"
+            if self.audio_seconds < output_seconds - 1 / self.fps:
+                return f", audio padded with {output_seconds - self.audio_seconds:.2f} s of silence to the video's length"
+            return ""
+        if self.looped:
+            return {
+                "pingpong": ", video played back and forth to match the audio",
+                "loop": ", video looped from its start to match the audio",
+                "freeze": f", video held on its last frame for the last "
+                          f"{(self.num_frames - self.source_frames) / self.fps:.2f} s to match the audio",
+            }[self.length_mode]
+        if self.source_frames > self.num_frames:
+            return f", video cut to the audio's length ({self.source_frames / self.fps:.2f} s available)"
+        return ""
 
     def summary(self) -> str:
-        loop = ", video looped back and forth to match the audio" if self.looped else ""
         text = (
-            f"{self.num_frames} frames ({self.num_frames / media.VIDEO_FPS:.2f} s at {media.VIDEO_FPS} fps) for "
-            f"{self.audio_seconds:.2f} s of audio; {self.frames_with_face} frames lip-synced{loop}; "
-            f"took {self.seconds:.1f} s"
+            f"{self.num_frames} frames ({self.num_frames / self.fps:.2f} s at {self.fps:.4g} fps) for "
+            f"{self.audio_seconds:.2f} s of audio; {self.frames_with_face} frames lip-synced{self._length_text()}"
         )
+        if self.face_track_cached:
+            text += "; face track reused from the cache"
+        text += f"; took {self.seconds:.1f} s"
         if self.small_face_frames:
             text += (
                 f"; the face is smaller than {MIN_FACE_WIDTH}x{MIN_FACE_HEIGHT} px in {self.small_face_frames} "
@@ -108,75 +219,61 @@ class LipSyncResult:
         return text
 
 
+def probe_face_input(video: str | os.PathLike) -> media.MediaInfo:
+    """Check with ffprobe alone that ``video`` has a picture: a video that plays, or a still photo (PNG, JPEG,
+    WebP...: then ``info.still_image``); its info. :class:`InputError` otherwise."""
+    info = media.probe(video)
+    if info.has_video and info.still_image:  # a photo: shown for the whole speech
+        if info.width <= 0 or info.height <= 0:
+            raise InputError(
+                f"{info.path.name} is not a valid image: its picture could not be read. Please upload a photo "
+                "(PNG, JPEG or WebP) or a video of a face."
+            )
+        return info
+    return media.check_video(info)  # a picture that plays: not audio only, not empty
+
+
 def probe_inputs(video: str | os.PathLike, audio: str | os.PathLike) -> media.MediaInfo:
-    """Check with ffprobe alone (no decoding) that ``video`` has a picture and ``audio`` has sound; the video's info.
+    """Check with ffprobe alone (no decoding) that ``video`` has a picture (:func:`probe_face_input`) and ``audio``
+    has sound; the video's info.
 
     Cheap enough to run before loading any model, so a wrong file is reported before anything slow happens.
     """
-    info = media.check_video(media.probe(video))  # a picture that plays: not audio only, not a still, not empty
+    info = probe_face_input(video)
     if not media.probe(audio).has_audio:
         raise InputError(f"{Path(audio).name} has no audio track; please provide speech audio (or a video with sound).")
     return info
 
 
-def pingpong_indices(num_source: int, num_out: int) -> np.ndarray:
-    """Source frame for each output frame: forwards, backwards, forwards... (turning frames repeat, as upstream)."""
-    period = np.concatenate([np.arange(num_source), np.arange(num_source)[::-1]])  # (2n,)
-    return np.resize(period, num_out)
+@dataclass(frozen=True)
+class _Plan:
+    """How long the output is and which source frame each output frame shows."""
+
+    fps: Fraction  # the output's frame rate
+    schedule: np.ndarray  # (num_out,) source frame per output frame (at ``fps``)
+    model_sources: np.ndarray  # (num_model,) source frame per model (25 fps) frame
+    model_for_output: np.ndarray  # (num_out,) model frame whose mouth each output frame shows
+    waveform: np.ndarray  # the model's audio: the speech, cut or padded with silence in length mode "video"
+    audio_seconds: float | None  # mux the speech cut/padded to this length (None: as it is)
 
 
-def _runs(indices: np.ndarray) -> Iterator[tuple[int, int, int]]:
-    """Split a source-index schedule into runs (first, length, step) with step in {1, -1, 0}."""
-    i = 0
-    while i < len(indices):
-        step = int(np.clip(indices[i + 1] - indices[i], -1, 1)) if i + 1 < len(indices) else 1
-        j = i + 1
-        while j < len(indices) and indices[j] - indices[j - 1] == step:
-            j += 1
-        yield int(indices[i]), j - i, step
-        i = j
-
-
-def _frames_in_schedule(path: Path, indices: np.ndarray, info: media.MediaInfo,
-                        size: tuple[int, int]) -> Iterator[np.ndarray]:  # fmt: skip
-    """Yield the frames ``indices`` of a 25 fps video one by one, cropped to ``size`` = (height, width).
-
-    The crop matters for the 25 fps copy: H.264 (yuv420p) needs even sizes, so :class:`media.VideoWriter` pads an
-    odd-sized video by a row or column that the source does not have.
-    """
-    height, width = size
-    for frame in _read_schedule(path, indices, info):
-        yield frame[:height, :width]
-
-
-def _read_schedule(path: Path, indices: np.ndarray, info: media.MediaInfo) -> Iterator[np.ndarray]:
-    """The frames ``indices`` of a 25 fps video, as stored, reading backward runs block by block."""
-    for first, length, step in _runs(indices):
-        if step == 1:
-            for chunk in media.iter_video_frames(path, DECODE_CHUNK, start=first, count=length, info=info):
-                yield from chunk
-        elif step == 0:
-            frame = next(media.iter_video_frames(path, 1, start=first, count=1, info=info))[0]
-            for _ in range(length):
-                yield frame
-        else:
-            last = first - length + 1
-            for block_end in range(first + 1, last, -REVERSE_READ_BLOCK):
-                block_start = max(last, block_end - REVERSE_READ_BLOCK)
-                block = np.concatenate(list(media.iter_video_frames(
-                    path, REVERSE_READ_BLOCK, start=block_start, count=block_end - block_start, info=info)))
-                yield from block[::-1]
-
-
-def _batched(frames: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    batch: list[np.ndarray] = []
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) == size:
-            yield np.stack(batch)
-            batch = []
-    if batch:
-        yield np.stack(batch)
+def _plan(mode: str, num_source: int, fps: Fraction, waveform: np.ndarray, num_out_audio: int) -> _Plan:
+    """The output's frames: ``num_out_audio`` (the speech's length at ``fps``) unless ``mode`` is "video"."""
+    audio_seconds = None
+    num_out = num_out_audio
+    if mode == "video":
+        num_out = num_source
+        audio_seconds = float(num_out / fps)
+        samples = round(audio_seconds * media.SAMPLE_RATE)
+        waveform = np.pad(waveform[:samples], (0, max(samples - len(waveform), 0)))
+    schedule = source_schedule(mode, num_source, num_out)
+    num_model = media.frames_for_duration(float(num_out / fps))
+    if fps == media.VIDEO_FPS:
+        out_for_model = model_for_output = np.arange(num_out)
+    else:
+        out_for_model = np.minimum(native_frame_for(np.arange(num_model), fps, media.VIDEO_FPS), num_out - 1)
+        model_for_output = np.minimum(model_frame_for(np.arange(num_out), fps, media.VIDEO_FPS), num_model - 1)
+    return _Plan(fps, schedule, schedule[out_for_model], model_for_output, waveform, audio_seconds)
 
 
 class LipSyncPipeline:
@@ -200,7 +297,7 @@ class LipSyncPipeline:
     def __call__(self, video: str | Path, audio: str | Path, output: str | Path,
                  options: LipSyncOptions = LipSyncOptions(), progress: ProgressCallback | None = None
                  ) -> LipSyncResult:  # fmt: skip
-        """Lip-sync ``video`` to ``audio`` and write ``output`` (an MP4, written atomically)."""
+        """Lip-sync ``video`` (or a photo) to ``audio`` and write ``output`` (an MP4, written atomically)."""
         started = time.perf_counter()
         progress = progress or (lambda stage, done, total: None)
         # 1. Check the inputs, and that the output can be written, before any heavy work.
@@ -208,76 +305,146 @@ class LipSyncPipeline:
         if options.score_sync and self.sync_scorer is None:
             raise ValueError("score_sync needs the SyncNet: load the pipeline with load_pipeline(..., sync_scores=True)")
         info = probe_inputs(video, audio)
+        photo = info.still_image
+        if photo and options.length_mode == "video":
+            raise InputError(
+                f"length_mode 'video' makes the output as long as the video, but {info.path.name} is a photo; "
+                f"use one of {', '.join(AUDIO_LENGTH_MODES)} (a photo is shown for the whole speech)"
+            )
+        point = speaker_point(options.speaker, info.width, info.height)
         media.check_output_path(output, inputs=(video, audio), create_folders=True)
-        waveform = media.load_audio(audio)
-        num_frames = media.frames_for_duration(len(waveform) / media.SAMPLE_RATE)
-        if options.score_sync and num_windows(num_frames, len(waveform)) < 1:
+        fps = media.native_fps(info) if options.native_fps and not photo else Fraction(media.VIDEO_FPS)
+        speech = media.load_audio(audio)
+        speech_seconds = len(speech) / media.SAMPLE_RATE
+        num_out_audio = media.frames_for_duration(speech_seconds, fps)
+        model_frames = media.frames_for_duration(speech_seconds)
+        if options.score_sync and options.length_mode != "video" and num_windows(model_frames, len(speech)) < 1:
             raise InputError("Sync scores need at least 0.24 s of audio (six video frames); untick them for clips this short.")
         with tempfile.TemporaryDirectory(prefix="latentsync-") as workdir:
-            # 2. Whisper features, evaluated lazily: the log-mel maximum of the whole clip now (the reference
-            # normalises over the whole clip), the encoder one 30-s window at a time as the chunks need it, so
-            # memory does not grow with the length of the audio.
-            progress("audio features", 0, 1)
-            features = self.audio_encoder.features(waveform)  # behaves as (L, 5, d)
-            progress("audio features", 1, 1)
-            # 3. Pass 1: find the face in every frame (and keep a 25 fps copy if the video will loop).
-            # Only when the video looks shorter than the audio; an estimate off by a frame falls back to seeking.
-            may_loop = info.frames_at_model_fps < num_frames
-            copy_path = Path(workdir) / "frames25.mp4" if may_loop else None
-            track = self._track_faces(Path(video), info, num_frames, copy_path, progress)
-            # 4. Which source frame each output frame shows, and the alignment of every source frame.
-            looped = track.num_frames < num_frames
-            schedule = pingpong_indices(track.num_frames, num_frames) if looped else np.arange(num_frames)
+            # 2. Pass 1: find the face in every frame needed (or take the track from the cache), and keep a
+            # constant-rate copy if the video will be repeated (read backwards, or from the start again).
+            # Only when the video looks shorter than the output; an estimate off by a frame falls back to seeking.
+            count = None if options.length_mode == "video" else num_out_audio
+            may_repeat = not photo and count is not None and info.frames_at(fps) < count
+            copy_path = Path(workdir) / "frames.mp4" if may_repeat else None
+            if photo:
+                still = media.read_image(video, info)
+                track, cached = self._track_photo(still, point), False
+                source = StillFrames(still)
+            else:
+                track, cached = self._track_faces(Path(video), info, fps, count, point, copy_path, options, progress)
+            # 3. Which source frame each output frame shows, the audio the model hears, the alignment of every frame.
+            plan = _plan(options.length_mode, track.num_frames, fps, speech, num_out_audio)
+            num_out = len(plan.schedule)
+            looped = track.num_frames < num_out
+            if options.score_sync and num_windows(len(plan.model_sources), len(plan.waveform)) < 1:
+                raise InputError("Sync scores need at least 0.24 s of audio (six video frames); untick them for clips this short.")
             matrices = np.full((track.num_frames, 2, 3), np.nan, np.float32)
             matrices[track.valid] = estimate_affines(anchor_points(track.landmarks[track.valid]), self.resolution)
-            # 5. Pass 2: generate and write, 16 frames at a time.
-            # (If the container overstated the length, no copy was made: seek in the original, exact when it is
-            # constant 25 fps and close otherwise.)
-            use_copy = looped and copy_path is not None
-            source = copy_path if use_copy else Path(video)
-            source_info = media.probe(source) if use_copy else info
-            size = (info.height, info.width)  # the copy may be a row/column larger (even sizes): crop it back
-            frames = _batched(_frames_in_schedule(source, schedule, source_info, size), FRAMES_PER_CALL)
-            generated = self._generate(frames, schedule, track.valid, matrices, features, options, progress)
-            with media.VideoWriter(output, width=info.width, height=info.height, audio=audio,
+            # 4. Whisper features, evaluated lazily: the log-mel maximum of the whole clip now (the reference
+            # normalises over the whole clip), the encoder one 30-s window at a time as the chunks need it.
+            progress("audio features", 0, 1)
+            features = self.audio_encoder.features(plan.waveform)  # behaves as (L, 5, d)
+            progress("audio features", 1, 1)
+            # 5. Pass 2: generate and write, 16 frames at a time. (If the container overstated the length, no copy
+            # was made: seek in the original, exact when it is constant-rate and close otherwise.)
+            if not photo:
+                use_copy = looped and copy_path is not None and copy_path.exists()
+                read_path = copy_path if use_copy else Path(video)
+                read_info = media.probe(read_path) if use_copy else info
+                source = VideoFrames(read_path, read_info, fps, (info.height, info.width))
+            if fps == media.VIDEO_FPS:
+                frames = batched(source.frames(plan.schedule), FRAMES_PER_CALL)
+                generated = self._generate(frames, plan.schedule, track.valid, matrices, features, options, progress)
+            else:
+                generated = self._generate_native(source, plan, track.valid, matrices, features, options, progress)
+            with media.VideoWriter(output, width=info.width, height=info.height, fps=fps, audio=audio,
+                                   crf=options.crf, audio_seconds=plan.audio_seconds,
                                    create_folders=True) as writer:  # fmt: skip
                 for chunk in generated:
                     writer.write(chunk)
-            # 6. Optionally, how well the mouth follows the new audio, before and after.
+            # 6. Optionally, how well the mouth follows the new audio, before and after (on the 25 fps timeline).
             before = after = None
             if options.score_sync:
                 progress("sync scores", 0, 2)
-                boxes = track.boxes[schedule]
-                played = _batched(_frames_in_schedule(source, schedule, source_info, size), DECODE_CHUNK)
-                before = self.sync_scorer.score(played, boxes, waveform)
+                boxes = track.boxes[plan.model_sources]
+                played = batched(source.frames(plan.model_sources), DECODE_CHUNK)
+                before = self.sync_scorer.score(played, boxes, plan.waveform)
                 progress("sync scores", 1, 2)
-                after = self.sync_scorer.score(media.iter_video_frames(output, DECODE_CHUNK), boxes, waveform)
+                after = self.sync_scorer.score(media.iter_video_frames(output, DECODE_CHUNK), boxes, plan.waveform)
                 progress("sync scores", 2, 2)
             progress("done", 1, 1)
         return LipSyncResult(
             output=Path(output),
-            num_frames=num_frames,
-            audio_seconds=len(waveform) / media.SAMPLE_RATE,
+            num_frames=num_out,
+            audio_seconds=speech_seconds,
             source_frames=track.num_frames,
-            frames_with_face=int(track.valid[schedule].sum()),
+            frames_with_face=int(track.valid[plan.schedule].sum()),
             looped=looped,
             seconds=time.perf_counter() - started,
             sync_before=before,
             sync_after=after,
-            small_face_frames=int((track.valid & track.small)[schedule].sum()),
+            small_face_frames=int((track.valid & track.small)[plan.schedule].sum()),
+            length_mode=options.length_mode,
+            fps=float(fps),
+            photo=photo,
+            face_track_cached=cached,
         )
 
     # ------------------------------------------------------------------------------------------------ steps
 
-    def _track_faces(self, video: Path, info: media.MediaInfo, num_frames: int, copy_path: Path | None,
-                     progress: ProgressCallback) -> FaceTrack:  # fmt: skip
-        """Landmarks of the first ``num_frames`` frames (all of them if the video is shorter)."""
-        tracker = FaceTracker(self.face_backend, small_faces=True)  # small faces: processed, flagged in the summary
-        total = max(min(info.frames_at_model_fps, num_frames), 1)
+    def _tracker(self, fps: Fraction, point: tuple[float, float] | None) -> FaceTracker:
+        """The tracker, its gap and smoothing scaled from 25 fps frames to ``fps`` frames (the same seconds)."""
+        scale = float(fps) / media.VIDEO_FPS
+        smoothing = LandmarkSmoothing(LandmarkSmoothing().sigma_frames * scale) if scale != 1 else LandmarkSmoothing()
+        return FaceTracker(self.face_backend, max_gap=round(DEFAULT_MAX_GAP * scale), smoothing=smoothing,
+                           small_faces=True, start_point=point)  # small faces: processed, flagged in the summary
+
+    def _track_photo(self, frame: np.ndarray, point: tuple[float, float] | None) -> FaceTrack:
+        tracker = self._tracker(Fraction(media.VIDEO_FPS), point)
+        tracker.update(frame[None])
+        return tracker.finish()
+
+    def _track_settings(self, fps: Fraction, point: tuple[float, float] | None, tracker: FaceTracker) -> dict:
+        """Everything besides the video's bytes that the face track depends on (the cache key)."""
+        backend = self.face_backend
+        return {
+            "backend": getattr(backend, "name", type(backend).__name__),
+            "backend_min_score": tracker.min_score,
+            "backend_max_detect_side": getattr(backend, "max_detect_side", None),
+            "backend_device": str(getattr(backend, "device", "cpu")),  # GPU and CPU kernels round differently
+            "speaker": None if point is None else [round(point[0], 3), round(point[1], 3)],
+            "fps": f"{fps.numerator}/{fps.denominator}",
+            "max_gap": tracker.max_gap,
+            "sigma_frames": None if tracker.smoothing is None else tracker.smoothing.sigma_frames,
+            "small_faces": tracker.small_faces,
+        }
+
+    def _track_faces(self, video: Path, info: media.MediaInfo, fps: Fraction, count: int | None,
+                     point: tuple[float, float] | None, copy_path: Path | None, options: LipSyncOptions,
+                     progress: ProgressCallback) -> tuple[FaceTrack, bool]:  # fmt: skip
+        """The face track of the first ``count`` frames at ``fps`` (all of them if None or the video is shorter),
+        from the cache when it holds them; whether it did."""
+        from latentsync.track_cache import TrackCache, track_key
+
+        tracker = self._tracker(fps, point)
+        resolve = lambda records: resolve_track(records, tracker.max_gap, tracker.smoothing, tracker.min_size)  # noqa: E731
+        cache = key = None
+        if options.face_cache:
+            cache = TrackCache.from_env()
+            key = track_key(video, self._track_settings(fps, point, tracker))
+            hit = cache.load(key)
+            if hit is not None and (hit.complete or (count is not None and len(hit.records) >= count)):
+                if copy_path is not None:
+                    self._write_copy(video, info, fps, count, copy_path, progress)
+                records = hit.records if count is None else hit.records.prefix(count)
+                return resolve(records), True
+        total = max(min(info.frames_at(fps), count or info.frames_at(fps)), 1)
         done = 0
-        copy = media.VideoWriter(copy_path, width=info.width, height=info.height, crf=INTERMEDIATE_CRF) if copy_path else None
+        copy = media.VideoWriter(copy_path, width=info.width, height=info.height, fps=fps,
+                                 crf=INTERMEDIATE_CRF) if copy_path else None  # fmt: skip
         try:
-            for chunk in media.iter_video_frames(video, DECODE_CHUNK, count=num_frames, info=info):
+            for chunk in media.iter_video_frames(video, DECODE_CHUNK, count=count, info=info, fps=fps):
                 tracker.update(chunk)
                 if copy:
                     copy.write(chunk)
@@ -289,43 +456,138 @@ class LipSyncPipeline:
             raise
         if copy:
             copy.close()
-        return tracker.finish()
+        records = tracker.records()
+        track = resolve(records)  # raises when no face was found: nothing is cached then
+        if cache is not None:
+            cache.store(key, records, complete=count is None or len(records) < count)
+        return track, False
 
-    def _generate(self, batches: Iterator[np.ndarray], schedule: np.ndarray, valid: np.ndarray,
-                  matrices: np.ndarray, features: torch.Tensor, options: LipSyncOptions,
-                  progress: ProgressCallback) -> Iterator[np.ndarray]:  # fmt: skip
+    def _write_copy(self, video: Path, info: media.MediaInfo, fps: Fraction, count: int | None, copy_path: Path,
+                    progress: ProgressCallback) -> None:  # fmt: skip
+        """The constant-rate copy alone (the face track came from the cache)."""
+        total = max(min(info.frames_at(fps), count or info.frames_at(fps)), 1)
+        done = 0
+        with media.VideoWriter(copy_path, width=info.width, height=info.height, fps=fps, crf=INTERMEDIATE_CRF) as copy:
+            for chunk in media.iter_video_frames(video, DECODE_CHUNK, count=count, info=info, fps=fps):
+                copy.write(chunk)
+                done += len(chunk)
+                progress("copying frames", min(done, total), total)
+
+    def _initial_noise(self, options: LipSyncOptions) -> tuple[torch.Tensor, torch.Generator]:
         generator = torch.Generator("cpu").manual_seed(options.seed)
         size = self.resolution // 8
         # One noise draw shared by every frame of the video (the reference's inference recipe).
         noise = torch.randn((1, LATENT_CHANNELS, 1, size, size), generator=generator, dtype=torch.float32)
-        noise = noise.to(self.device, self.dtype)
+        return noise.to(self.device, self.dtype), generator
+
+    def _generate(self, batches: Iterator[np.ndarray], schedule: np.ndarray, valid: np.ndarray,
+                  matrices: np.ndarray, features: torch.Tensor, options: LipSyncOptions,
+                  progress: ProgressCallback) -> Iterator[np.ndarray]:  # fmt: skip
+        """Output frames at 25 fps: each model frame's own face, its mouth re-generated, pasted back.
+
+        With ``options.overlap`` the next window is read, aligned and VAE-encoded on a worker thread while this
+        thread denoises the current one (one worker: the VAE's draws from the seeded generator stay in order, so
+        the output is byte-identical)."""
+        noise, generator = self._initial_noise(options)
+        denoiser = CachedUNet(self.unet, options.cache_interval)  # one per video: it persists across windows
         total = math.ceil(len(schedule) / FRAMES_PER_CALL)
-        start = 0
-        for k, frames in enumerate(batches):
-            progress("lip sync", k, total)
+
+        def prepare(item: tuple[int, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, _Prepared | None]:
+            start, frames = item
             sources = schedule[start : start + len(frames)]
             keep = valid[sources]  # frames without a usable face pass through untouched
+            prepared = self._prepare_faces(frames[keep], matrices[sources[keep]], generator) if keep.any() else None
+            return start, frames, sources, keep, prepared
+
+        windows = _numbered(batches)
+        prepared_windows = (overlap.pipelined(windows, [overlap.Stage("prepare", prepare)]) if options.overlap
+                            else map(prepare, windows))  # fmt: skip
+        try:
+            for k, (start, frames, sources, keep, prepared) in enumerate(prepared_windows):
+                progress("lip sync", k, total)
+                out = frames.copy()
+                if prepared is not None:
+                    audio = audio_windows(features, start, len(frames))[torch.from_numpy(keep).to(features.device)]
+                    faces = self._denoise_faces(prepared, audio, noise, options, denoiser)
+                    out[keep] = paste_back(frames[keep], faces, matrices[sources[keep]])
+                yield out
+        finally:
+            close = getattr(prepared_windows, "close", None)
+            if close is not None:  # stop and join the worker thread when the consumer stops early
+                close()
+        progress("lip sync", total, total)
+
+    def _generate_native(self, source, plan: _Plan, valid: np.ndarray, matrices: np.ndarray,
+                         features: torch.Tensor, options: LipSyncOptions,
+                         progress: ProgressCallback) -> Iterator[np.ndarray]:  # fmt: skip
+        """Output frames at the video's own rate. The model runs on the 25 fps timeline (model frame k: the output
+        frame nearest k / 25 s, audio window k); each output frame takes the generated mouth of the model frame
+        nearest its own time and keeps everything else of its own face: ``generated · (1 − mask) + own · mask``
+        in the aligned space of its own landmarks, then pasted back with its own alignment."""
+        noise, generator = self._initial_noise(options)
+        denoiser = CachedUNet(self.unet, options.cache_interval)  # one per video: it persists across windows
+        model_batches = batched(source.frames(plan.model_sources), FRAMES_PER_CALL)
+        total = math.ceil(len(plan.model_sources) / FRAMES_PER_CALL)
+        faces: dict[int, torch.Tensor] = {}  # model frame -> (3, res, res) float, for the model frames still needed
+        generated_until = 0  # model frames [0, generated_until) are done
+        keep_mask = self.pixel_mask.float().cpu()  # (res, res), 1 = the frame's own pixels
+        start = 0
+        for frames in batched(source.frames(plan.schedule), FRAMES_PER_CALL):
+            wanted = plan.model_for_output[start : start + len(frames)]  # (n,) model frame of each output frame
+            while generated_until <= wanted.max():
+                progress("lip sync", generated_until // FRAMES_PER_CALL, total)
+                inputs = next(model_batches)
+                sources = plan.model_sources[generated_until : generated_until + len(inputs)]
+                ok = valid[sources]
+                if ok.any():
+                    audio = audio_windows(features, generated_until, len(inputs))
+                    audio = audio[torch.from_numpy(ok).to(features.device)]
+                    made = self._lipsync_faces(inputs[ok], matrices[sources[ok]], audio, noise, generator, options,
+                                               denoiser)  # fmt: skip
+                    for k, face in zip(np.flatnonzero(ok) + generated_until, made.cpu()):
+                        faces[int(k)] = face
+                generated_until += len(inputs)
+            for k in [k for k in faces if k < wanted.min()]:
+                del faces[k]
+            sources = plan.schedule[start : start + len(frames)]
+            keep = valid[sources] & np.array([int(k) in faces for k in wanted])
             out = frames.copy()
             if keep.any():
-                audio = audio_windows(features, start, len(frames))[torch.from_numpy(keep).to(features.device)]
-                faces = self._lipsync_faces(frames[keep], matrices[sources[keep]], audio, noise, generator, options)
-                out[keep] = paste_back(frames[keep], faces, matrices[sources[keep]])
+                own = torch.from_numpy(warp_faces(frames[keep], matrices[sources[keep]], self.resolution))
+                own = own.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (n, 3, res, res) in [-1, 1]
+                mouths = torch.stack([faces[int(k)] for k in wanted[keep]])
+                mixed = mouths * (1 - keep_mask) + own * keep_mask
+                out[keep] = paste_back(frames[keep], mixed, matrices[sources[keep]])
             start += len(frames)
             yield out
         progress("lip sync", total, total)
 
-    @torch.inference_mode()
     def _lipsync_faces(self, frames: np.ndarray, matrices: np.ndarray, audio: torch.Tensor, noise: torch.Tensor,
-                       generator: torch.Generator, options: LipSyncOptions) -> torch.Tensor:  # fmt: skip
+                       generator: torch.Generator, options: LipSyncOptions,
+                       denoiser: CachedUNet | None = None) -> torch.Tensor:  # fmt: skip
         """Aligned faces of ``frames`` with the mouth re-generated: (n, 3, res, res) float, nominally in [-1, 1]
-        (not clamped: see the end)."""
-        from diffusers import DDIMScheduler
+        (not clamped: see :meth:`_denoise_faces`)."""
+        if denoiser is None:
+            denoiser = CachedUNet(self.unet, options.cache_interval)
+        return self._denoise_faces(self._prepare_faces(frames, matrices, generator), audio, noise, options, denoiser)
 
-        n = len(frames)
+    @torch.inference_mode()  # (grad mode is per thread: with overlap on, this runs on a worker thread)
+    def _prepare_faces(self, frames: np.ndarray, matrices: np.ndarray, generator: torch.Generator) -> _Prepared:
+        """Align ``frames`` and VAE-encode their masked and whole faces (the VAE samples from ``generator``)."""
         faces = torch.from_numpy(warp_faces(frames, matrices, self.resolution)).to(self.device)  # (n, res, res, 3)
         pixels = faces.permute(0, 3, 1, 2).to(self.dtype) / 127.5 - 1.0  # (n, 3, res, res) in [-1, 1]
         masked = self.vae.encode(pixels * self.pixel_mask, generator)  # (n, 4, h, w)
         reference = self.vae.encode(pixels, generator)  # (n, 4, h, w): the frame's own face
+        return _Prepared(pixels, masked, reference)
+
+    @torch.inference_mode()
+    def _denoise_faces(self, prepared: _Prepared, audio: torch.Tensor, noise: torch.Tensor, options: LipSyncOptions,
+                       denoiser: CachedUNet) -> torch.Tensor:  # fmt: skip
+        """The DDIM loop and the VAE decode: (n, 3, res, res) float faces, nominally in [-1, 1]."""
+        from diffusers import DDIMScheduler
+
+        pixels, masked, reference = prepared.pixels, prepared.masked, prepared.reference
+        n = len(pixels)
         to_video = lambda x: x.permute(1, 0, 2, 3).unsqueeze(0)  # (n, c, h, w) -> (1, c, n, h, w)  # noqa: E731
         mask = self.latent_mask.expand(1, 1, n, *self.latent_mask.shape)  # (1, 1, n, h, w)
         condition = torch.cat([mask, to_video(masked), to_video(reference)], dim=1)  # (1, 9, n, h, w)
@@ -337,11 +599,12 @@ class LipSyncPipeline:
 
         scheduler = DDIMScheduler.from_config(DDIM_CONFIG)  # per call: nothing shared is mutated
         scheduler.set_timesteps(options.steps, device=self.device)
+        denoiser.set_timesteps(scheduler.timesteps)  # a call's step index = the position of its t in these
         latents = noise.expand(1, LATENT_CHANNELS, n, *noise.shape[-2:]) * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = torch.cat([scheduler.scale_model_input(model_input, t), condition], dim=1)
-            eps = self.unet(model_input, t, audio)  # (b, 4, n, h, w)
+            eps = denoiser(model_input, t, audio)  # (b, 4, n, h, w)
             if guided:
                 uncond, cond = eps.chunk(2)
                 eps = uncond + options.guidance_scale * (cond - uncond)
@@ -352,3 +615,20 @@ class LipSyncPipeline:
         # Not clamped here: the reference resizes the face to the crop size first and clamps after the inverse
         # warp (README §4.10), which paste_back does; clamping first moves pixels where the VAE overshoots.
         return (decoded * (1 - keep) + pixels * keep).float()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One window's aligned faces and their latents, ready for the denoiser."""
+
+    pixels: torch.Tensor  # (n, 3, res, res) in [-1, 1]
+    masked: torch.Tensor  # (n, 4, h, w) latents of the faces with the lower half masked
+    reference: torch.Tensor  # (n, 4, h, w) latents of the whole faces
+
+
+def _numbered(batches: Iterator[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+    """(first frame index, batch) for consecutive batches."""
+    start = 0
+    for batch in batches:
+        yield start, batch
+        start += len(batch)

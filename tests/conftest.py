@@ -43,3 +43,20 @@ def tiny_pipeline(tiny_checkpoints):
     from latentsync import load_pipeline
 
     return load_pipeline("1.5", device="cpu", dtype="float32", checkpoints_dir=tiny_checkpoints)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_face_track_cache(tmp_path_factory):
+    """The pipeline caches face tracks on disk by default: keep every test's (and its subprocesses') cache out of the
+    user's Hugging Face cache folder. Tests that check the cache itself set their own folder on top of this."""
+    import os
+
+    from latentsync.track_cache import CACHE_DIR_ENV
+
+    old = os.environ.get(CACHE_DIR_ENV)
+    os.environ[CACHE_DIR_ENV] = str(tmp_path_factory.mktemp("face-tracks-session"))
+    yield
+    if old is None:
+        os.environ.pop(CACHE_DIR_ENV, None)
+    else:
+        os.environ[CACHE_DIR_ENV] = old

@@ -49,7 +49,20 @@ TEST_MAX_SECONDS = 1.0  # the served test app accepts at most 1 s, so "too long"
 SHORT_FRAMES = 12  # the demo video's first 12 frames
 SHORT_SECONDS = 0.3  # of speech: the output has ceil(0.3 x 25) = 8 frames, one VAE batch, one UNet call
 FAST = {"version": "1.5", "steps": 1, "guidance_scale": 1.0, "seed": 7}  # one step, guidance off
-PARAMETERS = ["video", "audio", "version", "steps", "guidance_scale", "seed", "randomize_seed", "score_sync"]
+PARAMETERS = ["video", "audio", "version", "steps", "guidance_scale", "seed", "randomize_seed", "score_sync",
+              "speaker", "length_mode", "native_fps", "crf", "photo", "faster"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def private_face_cache(tmp_path_factory):
+    """Face tracks go to a test folder, never the user's Hugging Face cache (the served app reads os.environ)."""
+    old = os.environ.get("LATENTSYNC_CACHE_DIR")
+    os.environ["LATENTSYNC_CACHE_DIR"] = str(tmp_path_factory.mktemp("face-tracks"))
+    yield
+    if old is None:
+        del os.environ["LATENTSYNC_CACHE_DIR"]
+    else:
+        os.environ["LATENTSYNC_CACHE_DIR"] = old
 
 
 def ffmpeg(*args: str) -> None:
@@ -67,6 +80,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("app-inputs")
     ffmpeg("-i", str(DEMO_VIDEO), "-frames:v", str(SHORT_FRAMES), "-an", str(d / "face.mp4"))
     (d / "notes.mp4").write_bytes(b"not a video")
+    (d / "fake.png").write_bytes(b"not a picture" * 30)
     ffmpeg("-i", str(DEMO_VIDEO), "-frames:v", "1", "-f", "image2", "-c:v", "png", str(d / "photo.mp4"))
     return {
         "video": d / "face.mp4",
@@ -75,6 +89,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
         "long_audio": speech(d / "long.wav", 1.5),
         "not_media": d / "notes.mp4",
         "still": d / "photo.mp4",
+        "fake_photo": d / "fake.png",
     }
 
 
@@ -92,18 +107,22 @@ def test_settings_from_env():
 
 
 def test_gpu_estimate_follows_length_steps_and_version():
-    cfg20 = LipSyncOptions(steps=20, guidance_scale=1.5)
+    cfg20 = LipSyncOptions(steps=20, guidance_scale=1.5, cache_interval=1)  # every step in full
     # 10 s = 250 frames: UNet 250 x 20 steps x 2 (guidance) x 2 ms = 20 s, VAE 1 s, faces 500 x 15 ms
     # = 7.5 s; 15 s start-up + 1.5 x 28.5 s = 57.75 -> 58
     assert gpu_seconds("1.5", 10.0, 10.0, cfg20) == 58
     assert gpu_seconds("1.6", 10.0, 10.0, cfg20) == 153  # 15 + 1.5 x (80 + 4 + 7.5) = 152.25
-    no_guidance = LipSyncOptions(steps=20, guidance_scale=1.0)
+    no_guidance = LipSyncOptions(steps=20, guidance_scale=1.0, cache_interval=1)
     assert gpu_seconds("1.5", 10.0, 10.0, no_guidance) == 43  # 15 + 1.5 x (10 + 1 + 7.5)
     assert gpu_seconds("1.5", 10.0, 10.0, dataclasses.replace(cfg20, score_sync=True)) == 66  # + 1.5 x 5
     assert gpu_seconds("1.5", 0.3, 0.3, cfg20) == 30  # never below the floor
     assert gpu_seconds("1.6", 60.0, 60.0, LipSyncOptions(steps=50)) == 300  # nor above what ZeroGPU grants
     job = LipSyncJob("v.mp4", "a.wav", "o.mp4", "1.5", cfg20, video_seconds=10.0, audio_seconds=10.0)
     assert app.gpu_duration(job, None) == 58  # @spaces.GPU(duration=...) gets the wrapper's own arguments
+    # step caching (the default, interval 3): 7 full steps of 20 and 13 at a tenth of the cost -> UNet 8.3 / 20
+    assert gpu_seconds("1.5", 10.0, 10.0, dataclasses.replace(cfg20, cache_interval=3)) == 41  # 15 + 1.5 x 16.8 = 40.2
+    # native frame rate: faces on every native frame: 15 + 1.5 x (20 + 1 + 1200 x 15 ms) = 73.5 (UNet unchanged)
+    assert gpu_seconds("1.5", 10.0, 10.0, dataclasses.replace(cfg20, native_fps=True), native_fps=60) == 74
 
 
 def test_check_inputs_accepts_and_measures(inputs):
@@ -111,6 +130,8 @@ def test_check_inputs_accepts_and_measures(inputs):
     assert video_seconds == pytest.approx(SHORT_FRAMES / 25, abs=0.01)
     assert audio_seconds == pytest.approx(SHORT_SECONDS, abs=0.001)
     assert check_inputs(str(DEMO_VIDEO), str(DEMO_AUDIO), None)[0] == pytest.approx(4.0, abs=0.01)  # no limit
+    # a photo (here a PNG named .mp4) is accepted as the face: 0 s of video, the speech sets the length
+    assert check_inputs(str(inputs["still"]), str(inputs["audio"]), TEST_MAX_SECONDS)[0] == 0.0
 
 
 @pytest.mark.parametrize(
@@ -120,7 +141,7 @@ def test_check_inputs_accepts_and_measures(inputs):
         ("video", None, "Please add the speech"),
         ("not_media", "audio", "notes.mp4 is not a readable video or audio file"),
         ("audio", "audio", "speech.wav has no video stream"),
-        ("still", "audio", "photo.mp4 is a still image, not a video"),
+        ("fake_photo", "audio", "fake.png is not a"),
         ("video", "video", "face.mp4 has no sound"),
         ("video", "long_audio", "The speech is 1.5 s long, but this app accepts at most 1 s (setting MAX_SECONDS)"),
         (DEMO_VIDEO, "audio", "The video is 4.0 s long, but this app accepts at most 1 s"),
@@ -143,6 +164,29 @@ def test_make_options_converts_ui_values_and_checks_them():
         make_options(0, 1.5, 12)
     with pytest.raises(InputError, match="Please enter a seed"):
         make_options(20, 1.5, None)  # the seed box emptied
+    options = make_options(20, 1.5, 1, False, " 0.3,0.4 ", "freeze", True, 23.0)
+    assert (options.speaker, options.length_mode, options.native_fps, options.crf) == ("0.3,0.4", "freeze", True, 23)
+    assert options.cache_interval == 3 and make_options(20, 1.5, 1, faster=False).cache_interval == 1
+    assert make_options(20, 1.5, 1, speaker="").speaker == "largest"  # an emptied box means the default
+    with pytest.raises(InputError, match="length_mode must be one of"):
+        make_options(20, 1.5, 1, length_mode="bounce")
+    with pytest.raises(InputError, match="crf must be an integer"):
+        make_options(20, 1.5, 1, crf=18.5)
+
+
+def test_speaker_picker_shows_the_first_frame_and_marks_the_click(inputs):
+    from latentsync.app_support import first_frame, mark_point, speaker_from_click
+
+    frame = first_frame(inputs["video"])
+    np.testing.assert_array_equal(frame, media.read_video_frames(inputs["video"], max_frames=1)[0])
+    np.testing.assert_array_equal(first_frame(inputs["still"]), media.read_image(inputs["still"]))
+    marked = mark_point(frame, 100, 150)
+    changed = np.abs(marked.astype(int) - frame).sum(-1) > 0
+    ys, xs = np.nonzero(changed)
+    assert abs(xs.mean() - 100) < 2 and abs(ys.mean() - 150) < 2 and changed.sum() > 50
+    assert not changed[:, :80].any() and not np.array_equal(marked, frame)
+    assert (frame == first_frame(inputs["video"])).all()  # the frame itself is not drawn on
+    assert speaker_from_click([100.4, 149.6]) == "100,150"
 
 
 def test_stage_progress_reports_each_stage():
@@ -170,7 +214,8 @@ def test_describe_result_says_what_was_done():
     options = LipSyncOptions(steps=1, guidance_scale=1.0, seed=3)
     job = LipSyncJob("v.mp4", "a.wav", "o.mp4", "1.6", options, 4.0, 3.92, smoke=True)
     assert describe_result(result, job).splitlines() == [
-        "LatentSync 1.6: 98 frames (3.92 s at 25 fps) for 3.92 s of audio; 98 frames lip-synced; took 12.3 s.",
+        "LatentSync 1.6: 98 frames (3.92 s at 25 fps) for 3.92 s of audio; 98 frames lip-synced, video cut to the "
+        "audio's length (4.00 s available); took 12.3 s.",
         "Settings: 1 step, guidance 1, seed 3.",
         "Smoke-test mode: tiny random models, so the mouth is NOT lip-synced.",
     ]
@@ -311,7 +356,9 @@ def test_api_lists_one_named_endpoint_with_named_parameters(server, tmp_path):
     defaults = {p["parameter_name"]: p["parameter_default"] for p in endpoint["parameters"]
                 if p["parameter_has_default"]}  # fmt: skip
     assert defaults == {"version": "1.5", "steps": 20, "guidance_scale": 1.5, "seed": 1247,
-                        "randomize_seed": False, "score_sync": False}  # fmt: skip
+                        "randomize_seed": False, "score_sync": False, "speaker": "largest",
+                        "length_mode": "pingpong", "native_fps": False, "crf": 18, "photo": None,
+                        "faster": True}  # fmt: skip
     assert [r["label"] for r in endpoint["returns"]] == ["Lip-synced video", "What was done", "Seed"]
 
 
@@ -350,6 +397,26 @@ def test_lipsync_returns_the_video_and_leaves_nothing_behind(server, tmp_path, i
     client_staging = [p for p in scratch.iterdir() if re.fullmatch("[0-9a-f]{40}", p.name)
                       and not any(p.iterdir())]  # fmt: skip
     assert [str(p.relative_to(scratch)) for p in scratch.rglob("*") if p not in client_staging] == []
+
+
+@pytest.mark.slow
+def test_old_positional_clients_and_the_new_options(server, tmp_path, inputs):
+    from gradio_client import handle_file
+
+    app.PIPELINES.get("1.5", smoke=True)
+    api = client(server, tmp_path / "downloads")
+    # a client written before the new parameters: eight positional values, as the README showed
+    video, text, seed = api.predict(handle_file(str(inputs["video"])), handle_file(str(inputs["audio"])), "1.5", 1,
+                                    1.0, 7, False, False, api_name="/lipsync")  # fmt: skip
+    assert_short_output(video)
+    assert text.splitlines()[1] == "Settings: 1 step, guidance 1, seed 7." and seed == 7
+    # a photo through the new parameter, with a speaker point and another length mode and quality
+    request = lipsync_args(None, inputs["audio"], photo=handle_file(str(inputs["still"])), speaker="0.5,0.5",
+                           length_mode="freeze", crf=23)  # fmt: skip
+    video, text, _ = api.predict(**request)
+    assert_short_output(video)
+    assert "the photo held for the whole speech" in text
+    assert "speaker at 0.5,0.5, length mode freeze, CRF 23." in text
 
 
 @pytest.mark.slow

@@ -28,11 +28,13 @@ RUN_TIMEOUT_MS = 300_000  # the demo clip (98 frames) through the tiny models on
 
 
 @pytest.fixture(scope="module")
-def page_url():
+def page_url(tmp_path_factory):
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with serve(AppSettings(smoke=True)) as url:
-        yield url
+    with pytest.MonkeyPatch.context() as patch:  # face tracks go to a test folder, not the user's cache
+        patch.setenv("LATENTSYNC_CACHE_DIR", str(tmp_path_factory.mktemp("face-tracks")))
+        with serve(AppSettings(smoke=True)) as url:
+            yield url
 
 
 def test_example_to_lipsynced_video_in_chromium(page_url):
@@ -51,6 +53,18 @@ def test_example_to_lipsynced_video_in_chromium(page_url):
             video_in, audio_link = page.locator("#video-in video"), page.locator("#audio-in a[href]").first
             expect(video_in).to_have_attribute("src", re.compile(r"demo_video\.mp4$"), timeout=30_000)
             expect(audio_link).to_have_attribute("href", re.compile(r"demo_speech\.wav$"), timeout=30_000)
+
+            # The speaker picker: the first frame appears; a click marks a point; "Largest face" resets it.
+            page.get_by_text("Speaker (for videos with several faces)").click()
+            picture = page.locator("#speaker-view img")
+            expect(picture).to_be_visible(timeout=30_000)
+            speaker = page.locator("#speaker textarea, #speaker input").first
+            picture.click(position={"x": 40, "y": 30})
+            expect(speaker).to_have_value(re.compile(r"^\d+,\d+$"), timeout=30_000)
+            x, y = map(int, speaker.input_value().split(","))
+            assert 0 <= x < 320 and 0 <= y < 320 and (x, y) != (0, 0)  # in the frame's own pixels
+            page.locator("#speaker-largest").click()
+            expect(speaker).to_have_value("largest", timeout=30_000)
 
             # The quickest settings: the fewest steps, guidance off.
             page.get_by_text("Advanced settings").click()

@@ -20,11 +20,18 @@ from latentsync.cli import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, main
 from .conftest import DEMO_AUDIO, DEMO_VIDEO, REPO_ROOT
 
 
+@pytest.fixture(autouse=True)
+def private_face_cache(tmp_path_factory, monkeypatch):
+    """Face tracks go to a test folder, never the user's Hugging Face cache."""
+    monkeypatch.setenv("LATENTSYNC_CACHE_DIR", str(tmp_path_factory.mktemp("face-tracks")))
+
+
 def test_help_documents_every_option():
     proc = subprocess.run([sys.executable, "-m", "latentsync", "--help"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert proc.returncode == 0
     for option in ("--video", "--audio", "--output", "--version", "--steps", "--guidance", "--seed", "--device",
-                   "--dtype", "--checkpoints"):  # fmt: skip
+                   "--dtype", "--checkpoints", "--speaker", "--length-mode", "--native-fps", "--crf",
+                   "--no-face-cache", "--cache-interval", "--no-overlap"):  # fmt: skip
         assert option in proc.stdout
     assert "Exit codes" in proc.stdout
 
@@ -48,6 +55,29 @@ def test_bad_option_value_exits_2(tmp_path, capsys):
     code = main(["--video", str(DEMO_VIDEO), "--audio", str(DEMO_AUDIO), "--output", str(tmp_path / "o.mp4"),
                  "--steps", "0"])  # fmt: skip
     assert code == EXIT_INPUT and "steps must be" in capsys.readouterr().err
+
+
+def test_new_options_are_checked_before_the_models_load(tmp_path, capsys):
+    base = ["--video", str(DEMO_VIDEO), "--audio", str(DEMO_AUDIO), "--output", str(tmp_path / "o.mp4"),
+            "--checkpoints", str(tmp_path)]  # no weights here: reaching the loader would exit 1, not 2
+    assert main([*base, "--speaker", "400,10"]) == EXIT_INPUT
+    assert "(400, 10) lies outside the 320x320 frame" in capsys.readouterr().err
+    assert main([*base, "--speaker", "mouth"]) == EXIT_INPUT
+    assert "speaker must be 'largest' or a point" in capsys.readouterr().err
+    assert main([*base, "--crf", "70"]) == EXIT_INPUT
+    assert "crf must be an integer from 0" in capsys.readouterr().err
+    assert main([*base, "--cache-interval", "0"]) == EXIT_INPUT
+    assert "cache_interval must be an integer from 1 (no step caching)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main([*base, "--length-mode", "bounce"])
+    assert err.value.code == EXIT_INPUT and "invalid choice: 'bounce'" in capsys.readouterr().err
+    # a photo is accepted as the video: the run gets as far as the (missing) weights
+    photo = tmp_path / "face.png"
+    media.write_video(tmp_path / "one.mp4", [media.read_video_frames(DEMO_VIDEO, max_frames=1)])
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(tmp_path / "one.mp4"), "-frames:v", "1", str(photo)],
+                   check=True)  # fmt: skip
+    assert main([*base[:1], str(photo), *base[2:], "--length-mode", "freeze"]) == EXIT_FAILURE
+    assert "latentsync_unet.pt" in capsys.readouterr().err
 
 
 def test_missing_weights_exit_1_naming_the_problem(tmp_path, capsys):
@@ -201,7 +231,7 @@ def test_signal_during_lip_sync_exits_cleanly_and_removes_temporary_files(tmp_pa
     cmd = [sys.executable, "-m", "latentsync", "--video", str(video), "--audio", str(audio),
            "--output", str(out_dir / "o.mp4"), "--steps", "20", "--checkpoints", str(tiny_checkpoints),
            "--device", "cpu"]  # fmt: skip
-    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    env = {**os.environ, "TMPDIR": str(tmpdir), "LATENTSYNC_CACHE_DIR": str(tmp_path / "face-tracks")}
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=_default_sigint)  # fmt: skip
     stderr = bytearray()
@@ -214,7 +244,7 @@ def test_signal_during_lip_sync_exits_cleanly_and_removes_temporary_files(tmp_pa
             assert time.monotonic() < deadline, "no lip-sync progress within 5 minutes"
             time.sleep(0.05)
         # What a kill at this moment would leave behind: the 25 fps copy and the output's partial file.
-        assert list(tmpdir.glob("latentsync-*/frames25.mp4")) and list(out_dir.glob(".o.*"))
+        assert list(tmpdir.glob("latentsync-*/frames.mp4")) and list(out_dir.glob(".o.*"))
         proc.send_signal(signum)
         returncode = proc.wait(timeout=120)
     finally:

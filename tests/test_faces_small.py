@@ -108,7 +108,8 @@ def test_upscaled_search_respects_size_limits(dlib_backend):
 
 
 @pytest.mark.slow
-def test_small_face_clip_is_lip_synced_with_a_quality_note(tiny_pipeline, tmp_path):
+def test_small_face_clip_is_lip_synced_with_a_quality_note(tiny_pipeline, tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTSYNC_CACHE_DIR", str(tmp_path / "face-tracks"))  # not the user's cache
     if tiny_pipeline.face_backend.name != "dlib":
         pytest.skip("the tiny pipeline's face backend has random weights; this needs dlib's real detector")
     video = small_face_clip(tmp_path / "qcif.mp4", frames=15)

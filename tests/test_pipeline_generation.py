@@ -71,7 +71,7 @@ def generate_recorded(pipeline, frames, valid, matrices, features, options, chun
 def plain_run(tiny_pipeline, clip):
     """One DDIM step without guidance."""
     frames, valid, matrices, features = clip
-    options = LipSyncOptions(steps=1, guidance_scale=1.0, seed=SEED)
+    options = LipSyncOptions(steps=1, guidance_scale=1.0, seed=SEED, cache_interval=1)
     return generate_recorded(tiny_pipeline, frames, valid, matrices, features, options, [CHUNK, CHUNK])
 
 
@@ -79,7 +79,7 @@ def plain_run(tiny_pipeline, clip):
 def guided_run(tiny_pipeline, clip):
     """Two DDIM steps with guidance: the second step's input shows how the first step combined the two halves."""
     frames, valid, matrices, features = clip
-    options = LipSyncOptions(steps=2, guidance_scale=GUIDANCE, seed=SEED)
+    options = LipSyncOptions(steps=2, guidance_scale=GUIDANCE, seed=SEED, cache_interval=1)
     return generate_recorded(tiny_pipeline, frames, valid, matrices, features, options, [CHUNK, CHUNK])
 
 
@@ -212,7 +212,7 @@ def test_frames_without_a_face_come_out_byte_identical(tiny_pipeline, clip):
     assert valid.tolist() == [True] * 5 + [False] * 8 + [True] * 3
     # Chunks: with and without faces, none at all, and a face-less frame before faces.
     out, calls = generate_recorded(tiny_pipeline, frames, valid, matrices, features,
-                                   LipSyncOptions(steps=1, guidance_scale=1.0), [6, 6, 4])  # fmt: skip
+                                   LipSyncOptions(steps=1, guidance_scale=1.0, cache_interval=1), [6, 6, 4])  # fmt: skip
     assert [c["sample"].shape[2] for c in calls] == [5, 3]  # only the frames with a face reach the UNet
     assert out.dtype == np.uint8 and out.shape == frames.shape
     assert np.array_equal(out[~valid], frames[~valid])

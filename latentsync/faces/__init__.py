@@ -36,7 +36,8 @@ from latentsync.faces.detection import (
 )
 from latentsync.faces.mask import latent_mask, mouth_mask
 from latentsync.faces.paste import paste_back, paste_crop_faces, resize_faces_to_crop
-from latentsync.faces.tracking import FaceTrack, FaceTracker, LandmarkSmoothing, follow_face
+from latentsync.faces.tracking import FaceTrack, FaceTracker, LandmarkSmoothing, TrackRecords, follow_face
+from latentsync.faces.tracking import resolve_track
 
 __all__ = [
     "BACKENDS",
@@ -46,6 +47,7 @@ __all__ = [
     "FaceTracker",
     "LandmarkBackend",
     "LandmarkSmoothing",
+    "TrackRecords",
     "anchor_points",
     "choose_face",
     "detect_upscaled",
@@ -62,6 +64,7 @@ __all__ = [
     "paste_crop_faces",
     "resize_crops",
     "resize_faces_to_crop",
+    "resolve_track",
     "warp_faces",
     "warp_to_crop",
 ]

@@ -23,6 +23,16 @@ face sizes of where it was last seen; one that moved further during a bridged ga
    linearly moving landmarks exactly (a static face stays static, a steady pan is not delayed, also at the
    ends of a run); what it removes is frame-to-frame jitter. Boxes are gap-filled, not smoothed.
 
+Choosing the speaker (``start_point``): instead of the largest face, the track starts on the usable face whose box
+contains a point (x, y) in frame pixels, on the first frame where usable faces are found (the nearest box centre if
+the point lies in several boxes; :class:`InputError` naming the point if it lies in none). It is then followed as
+above; when it is lost, the track restarts on the usable face nearest where it was last seen (not the largest,
+which may be someone else). Other faces are never touched.
+
+The per-frame choices (:class:`TrackRecords`) depend only on the frames up to each frame, so the records of a
+video's first n frames are a prefix of the records of any longer read: :func:`resolve_track` turns any prefix into
+the same :class:`FaceTrack` that tracking just those frames gives (the face-track cache relies on this).
+
 Frames without a valid face have NaN landmarks and boxes.
 """
 
@@ -179,6 +189,74 @@ def follow_face(
     return best
 
 
+@dataclass(frozen=True)
+class TrackRecords:
+    """What tracking saw, per frame, before gap filling and smoothing (NaN rows: no face chosen)."""
+
+    landmarks: np.ndarray  # (N, 68, 2) float32
+    boxes: np.ndarray  # (N, 4) float32
+    small: np.ndarray  # (N,) bool
+
+    def __len__(self) -> int:
+        return int(self.landmarks.shape[0])
+
+    def prefix(self, count: int) -> TrackRecords:
+        return TrackRecords(self.landmarks[:count], self.boxes[:count], self.small[:count])
+
+
+def resolve_track(records: TrackRecords, max_gap: int = DEFAULT_MAX_GAP,
+                  smoothing: LandmarkSmoothing | None = LandmarkSmoothing(),
+                  min_size: tuple[float, float] = REFERENCE_MIN_SIZE) -> FaceTrack:  # fmt: skip
+    """Gap filling and smoothing over all recorded frames. InputError when no frame had a usable face."""
+    num = len(records)
+    if num == 0:
+        raise InputError("the video has no frames, so no face could be found")
+    landmarks = np.asarray(records.landmarks)  # (N, 68, 2)
+    boxes = np.asarray(records.boxes)  # (N, 4)
+    detected = np.isfinite(landmarks).all(axis=(1, 2))
+    if not detected.any():
+        raise InputError(
+            f"no face was found in any of the {num} frames of the video; please use a video with one clearly "
+            f"visible, roughly frontal face at least {min_size[0]} px wide and {min_size[1]} px tall"
+        )
+    landmarks, valid = fill_gaps(landmarks, detected, max_gap)
+    boxes, _ = fill_gaps(boxes, detected, max_gap)
+    if smoothing is not None:
+        landmarks = smooth_runs(landmarks, valid, smoothing.sigma_frames)
+    landmarks[~valid] = np.nan
+    boxes[~valid] = np.nan
+    return FaceTrack(
+        landmarks=landmarks.astype(np.float32),
+        boxes=boxes.astype(np.float32),
+        valid=valid,
+        detected=detected,
+        small=np.asarray(records.small, dtype=bool) & detected,
+    )
+
+
+def face_at_point(faces: list[Face], point: tuple[float, float], min_score: float = REFERENCE_MIN_SCORE,
+                  min_size: tuple[float, float] = REFERENCE_MIN_SIZE) -> Face | None:  # fmt: skip
+    """The usable face whose box contains ``point`` (x, y); the nearest box centre if several do; None if none."""
+    xy = np.asarray(point, dtype=np.float64)
+    inside = [
+        face for face in faces
+        if is_usable(face, min_score, min_size)
+        and face.box[0] <= xy[0] <= face.box[2] and face.box[1] <= xy[1] <= face.box[3]
+    ]  # fmt: skip
+    if not inside:
+        return None
+    return min(inside, key=lambda face: float(np.linalg.norm(_centre_and_size(face.box)[0] - xy)))
+
+
+def nearest_face(faces: list[Face], point: np.ndarray, min_score: float = REFERENCE_MIN_SCORE,
+                 min_size: tuple[float, float] = REFERENCE_MIN_SIZE) -> Face | None:  # fmt: skip
+    """The usable face whose box centre is nearest ``point`` (x, y), however far; None without usable faces."""
+    usable = [face for face in faces if is_usable(face, min_score, min_size)]
+    if not usable:
+        return None
+    return min(usable, key=lambda face: float(np.linalg.norm(_centre_and_size(face.box)[0] - point)))
+
+
 class FaceTracker:
     """Incremental: feed chunks of consecutive frames in order (streaming), then call :meth:`finish`."""
 
@@ -189,8 +267,10 @@ class FaceTracker:
         max_gap: int = DEFAULT_MAX_GAP,
         smoothing: LandmarkSmoothing | None = LandmarkSmoothing(),
         small_faces: bool = False,
+        start_point: tuple[float, float] | None = None,
     ):
-        """``small_faces``: accept faces below the reference's 50×80 px (down to ``SMALL_FACE_MIN_SIZE``) and,
+        """``start_point``: (x, y) in frame pixels on the speaker's face (see the module docstring); None starts on
+        the largest face. ``small_faces``: accept faces below the reference's 50×80 px (down to ``SMALL_FACE_MIN_SIZE``) and,
         in frames without a usable face, search again on an upscaled copy (:func:`detect_upscaled`). Off by
         default (the reference's rules, e.g. for training data); the lip-sync pipeline and the sync CLI turn it on."""
         if max_gap < 0:
@@ -207,6 +287,7 @@ class FaceTracker:
         self._track_box: np.ndarray | None = None  # (4,) box of the followed face where last found
         self._missed = 0  # frames in a row since then without the followed face
         self._finished = False
+        self.start_point = None if start_point is None else (float(start_point[0]), float(start_point[1]))
 
     @property
     def num_frames(self) -> int:
@@ -220,10 +301,29 @@ class FaceTracker:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be (n, H, W, 3) uint8 RGB, got {frames.dtype} {frames.shape}")
         for frame in frames:
-            face = self._choose(self.backend.detect(frame))
+            faces = self.backend.detect(frame)
+            face = self._choose(faces)
             if face is None and self.small_faces:  # perhaps a face too small for the detector at this size
-                face = self._choose(detect_upscaled(self.backend, frame))
+                faces = faces + detect_upscaled(self.backend, frame)
+                face = self._choose(faces)
+            if face is None and self._track_box is None and self.start_point is not None:
+                self._check_point_on_a_face(faces)
             self._record(face)
+
+    def _check_point_on_a_face(self, faces: list[Face]) -> None:
+        """On the first frame with usable faces, a speaker point on none of them is the user's mistake."""
+        usable = [face for face in faces if is_usable(face, self.min_score, self.min_size)]
+        if usable:
+            x, y = self.start_point
+            boxes = "; ".join(
+                f"({f.box[0]:.0f}, {f.box[1]:.0f})-({f.box[2]:.0f}, {f.box[3]:.0f})"
+                for f in sorted(usable, key=lambda f: float(f.box[0]))
+            )
+            raise InputError(
+                f"speaker: the point ({x:g}, {y:g}) is on no face in frame {self.num_frames} (the first frame with "
+                f"faces); the faces found there span (x1, y1)-(x2, y2): {boxes}. Click on (or give a point inside) "
+                "the face that should speak, or use 'largest'."
+            )
 
     def _record(self, face: Face | None) -> None:
         if face is None:
@@ -244,32 +344,21 @@ class FaceTracker:
         if self._track_box is not None and self._missed <= self.max_gap:
             return follow_face(faces, self._track_box, self.min_score, self.min_size)
         # the start, or the followed face has been missing longer than a fillable gap
-        return choose_face(faces, self.min_score, self.min_size)
+        if self.start_point is None:
+            return choose_face(faces, self.min_score, self.min_size)
+        if self._track_box is None:  # the chosen speaker's first appearance
+            return face_at_point(faces, self.start_point, self.min_score, self.min_size)
+        last_centre, _ = _centre_and_size(self._track_box)  # lost: the face nearest where the speaker was
+        return nearest_face(faces, last_centre, self.min_score, self.min_size)
+
+    def records(self) -> TrackRecords:
+        """The per-frame choices so far (see :class:`TrackRecords`)."""
+        if not self._landmarks:
+            return TrackRecords(np.empty((0, NUM_LANDMARKS, 2), np.float32), np.empty((0, 4), np.float32),
+                                np.empty(0, bool))  # fmt: skip
+        return TrackRecords(np.stack(self._landmarks), np.stack(self._boxes), np.array(self._small, dtype=bool))
 
     def finish(self) -> FaceTrack:
         """Resolve gaps and smoothing over all frames seen. InputError when no frame had a usable face."""
         self._finished = True
-        num = self.num_frames
-        if num == 0:
-            raise InputError("the video has no frames, so no face could be found")
-        landmarks = np.stack(self._landmarks)  # (N, 68, 2)
-        boxes = np.stack(self._boxes)  # (N, 4)
-        detected = np.isfinite(landmarks).all(axis=(1, 2))
-        if not detected.any():
-            raise InputError(
-                f"no face was found in any of the {num} frames of the video; please use a video with one clearly "
-                f"visible, roughly frontal face at least {self.min_size[0]} px wide and {self.min_size[1]} px tall"
-            )
-        landmarks, valid = fill_gaps(landmarks, detected, self.max_gap)
-        boxes, _ = fill_gaps(boxes, detected, self.max_gap)
-        if self.smoothing is not None:
-            landmarks = smooth_runs(landmarks, valid, self.smoothing.sigma_frames)
-        landmarks[~valid] = np.nan
-        boxes[~valid] = np.nan
-        return FaceTrack(
-            landmarks=landmarks.astype(np.float32),
-            boxes=boxes.astype(np.float32),
-            valid=valid,
-            detected=detected,
-            small=np.array(self._small, dtype=bool) & detected,
-        )
+        return resolve_track(self.records(), self.max_gap, self.smoothing, self.min_size)
