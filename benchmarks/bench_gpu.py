@@ -23,6 +23,15 @@ Usage (from the repository root)::
     python benchmarks/bench_gpu.py                 # needs a CUDA GPU; 1.5 and 1.6, 20 steps, guidance 1.5
     python benchmarks/bench_gpu.py --dry-run       # CPU only: checks shapes and model files, nothing big
 
+Variants (``--variants``, default all three): ``plain``; ``low-memory`` (the two guidance halves one after the
+other, :class:`~latentsync.models.low_memory.SequentialGuidance`, and the VAE one frame per call); ``compiled``
+(:func:`~latentsync.compile.compile_unet`; its warm-up call, which compiles, is timed as ``warmup_s``). Each
+variant uses the pipeline's own option when the pipeline has it (``LipSyncOptions.low_memory``,
+``load_pipeline(..., compile=True)``) and otherwise wraps the loaded pipeline's UNet / VAE itself (then with
+step caching off, ``cache_interval=1``, where that option exists, since a cached UNet needs the bare UNet).
+Before the pipeline runs, ``unet_memory`` measures one guided 16-frame UNet call and one VAE decode of 16
+frames per version alone: peak VRAM batched vs sequential halves, 8 vs 1 frames per VAE call.
+
 ``--dry-run`` builds both UNets on the meta device (parameter and entry counts checked against the reference
 manifest, one shape-only forward pass of a guided 16-frame call), writes the full-size Whisper and VAE for
 real and runs them once on CPU, and generates a 1 s clip. It writes no results.
@@ -57,6 +66,7 @@ from latentsync.pipeline import (  # noqa: E402
 )
 
 VERSIONS = ("1.5", "1.6")
+VARIANTS = ("plain", "low-memory", "compiled")
 DEFAULT_SECONDS = 10.0  # length of the measured clip
 WARMUP_SECONDS = 1.0  # a first short call loads the CUDA kernels and picks the cuDNN algorithms
 DEFAULT_SIZE = 512  # frame side of the generated clip (px)
@@ -151,6 +161,7 @@ def write_random_checkpoints(directory: Path, seed: int = 0, build_device: str =
 
 def dry_run(args: argparse.Namespace) -> int:
     """Check everything that does not need a GPU: model shapes, the Whisper and VAE files, clip generation."""
+    from latentsync.models.low_memory import SequentialGuidance
     from latentsync.models.unet import LatentSyncUNet
     from latentsync.models.vae import LatentVae
     from latentsync.models.whisper import WhisperAudioEncoder
@@ -168,6 +179,12 @@ def dry_run(args: argparse.Namespace) -> int:
         audio = torch.empty(batch * FRAMES_PER_CALL, AUDIO_TOKENS, config.cross_attention_dim, device="meta")
         with torch.inference_mode():
             out = unet(sample, 951, audio)  # (2, 4, 16, side, side)
+            halves = SequentialGuidance(unet)(sample, 951, audio)  # the low-memory variant's call
+        ok_halves = halves.shape == out.shape
+        print(f"UNet {version}: sequential guidance halves -> {tuple(halves.shape)}: "
+              f"{'ok' if ok_halves else 'MISMATCH'}")
+        if not ok_halves:
+            failures.append(f"SequentialGuidance {version}")
         expected_out = (batch, LATENT_CHANNELS, FRAMES_PER_CALL, side, side)
         counts_ok = params == REFERENCE_UNET_PARAMS and entries == REFERENCE_UNET_ENTRIES
         ok = counts_ok and out.shape == expected_out
@@ -206,24 +223,60 @@ def dry_run(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ GPU run
 
 
-def run_version(version: str, checkpoints: Path, clips: dict, workdir: Path, args: argparse.Namespace
-                ) -> dict:  # fmt: skip
-    """Load ``version``, warm it up, lip-sync the measured clip: times per stage and that call's peak VRAM."""
+def _options_field(name: str) -> bool:
+    from latentsync.pipeline import LipSyncOptions
+
+    return name in LipSyncOptions.__dataclass_fields__
+
+
+def load_variant(version: str, variant: str, checkpoints: Path) -> tuple[object, dict]:
+    """The pipeline for ``variant`` and the extra LipSyncOptions fields it needs (see the module docstring)."""
+    import inspect
+
     from latentsync import load_pipeline
+    from latentsync.compile import compile_unet
+    from latentsync.models.low_memory import SequentialGuidance
+    from latentsync.models.vae import LOW_MEMORY_VAE_BATCH_SIZE
+
+    extra: dict = {}
+    native_compile = "compile" in inspect.signature(load_pipeline).parameters
+    kwargs = {"compile": True} if variant == "compiled" and native_compile else {}
+    pipe = load_pipeline(version, device=DEVICE, dtype=DTYPE, checkpoints_dir=checkpoints, **kwargs)
+    if variant == "low-memory":
+        if _options_field("low_memory"):
+            extra["low_memory"] = True
+        else:
+            pipe.unet = SequentialGuidance(pipe.unet)
+            pipe.vae.batch_size = LOW_MEMORY_VAE_BATCH_SIZE
+    if variant == "compiled" and not native_compile:
+        pipe.unet = compile_unet(pipe.unet)
+    wrapped_low_memory = variant == "low-memory" and "low_memory" not in extra
+    wrapped = wrapped_low_memory or (variant == "compiled" and not native_compile)
+    if wrapped and _options_field("cache_interval"):
+        extra["cache_interval"] = 1  # a CachedUNet must wrap the bare UNet
+    return pipe, extra
+
+
+def run_version(version: str, checkpoints: Path, clips: dict, workdir: Path, args: argparse.Namespace,
+                variant: str = "plain") -> dict:  # fmt: skip
+    """Load ``version``, warm it up, lip-sync the measured clip: times per stage and that call's peak VRAM."""
     from latentsync.pipeline import LipSyncOptions
 
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    pipe = load_pipeline(version, device=DEVICE, dtype=DTYPE, checkpoints_dir=checkpoints)
+    pipe, extra = load_variant(version, variant, checkpoints)
     torch.cuda.synchronize()
     load_s = time.perf_counter() - started
     weights_mib = torch.cuda.memory_allocated() / MIB
-    options = LipSyncOptions(steps=args.steps, guidance_scale=args.guidance)
-    output = workdir / f"out_{version}.mp4"
-    if args.warmup:
+    options = LipSyncOptions(steps=args.steps, guidance_scale=args.guidance, **extra)
+    output = workdir / f"out_{version}_{variant}.mp4"
+    warmup_s = None
+    if args.warmup or variant == "compiled":  # the compiled UNet's first calls compile: always warm it up
+        started = time.perf_counter()
         pipe(*clips["warmup"], output, options)
         torch.cuda.synchronize()
+        warmup_s = time.perf_counter() - started
     torch.cuda.reset_peak_memory_stats()
     events: list = []
     started = time.perf_counter()
@@ -237,10 +290,13 @@ def run_version(version: str, checkpoints: Path, clips: dict, workdir: Path, arg
     times = stage_times(events, started, finished)
     summary = {
         "version": version,
+        "variant": variant,
+        "options": extra,
         "resolution": pipe.resolution,
         "num_frames": result.num_frames,
         "frames_with_face": result.frames_with_face,
         "load_s": round(load_s, 2),
+        "warmup_s": None if warmup_s is None else round(warmup_s, 2),
         "stage_s": {name: round(value, 2) for name, value in times.items()},
         "frames_per_s": round(result.num_frames / times["total"], 2),
         "lip_sync_frames_per_s": round(result.num_frames / times["lip sync"], 2),
@@ -254,6 +310,55 @@ def run_version(version: str, checkpoints: Path, clips: dict, workdir: Path, arg
     return summary
 
 
+def _peak_mib(fn) -> float:
+    """Peak VRAM allocated above what was allocated before ``fn()`` (MiB)."""
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return round((torch.cuda.max_memory_allocated() - before) / MIB, 1)
+
+
+@torch.inference_mode()
+def unet_memory(version: str, checkpoints: Path) -> dict:
+    """Peak activation VRAM of one guided 16-frame UNet call, batched vs halves in turn, and of one VAE decode of
+    16 frames at 8 vs 1 frames per call; plus the weights (all fp16, on the GPU)."""
+    from latentsync.checkpoints import get_version
+    from latentsync.models.low_memory import SequentialGuidance
+    from latentsync.models.unet_checkpoint import load_unet_checkpoint
+    from latentsync.models.vae import DEFAULT_VAE_BATCH_SIZE, LOW_MEMORY_VAE_BATCH_SIZE, LatentVae
+
+    dtype = getattr(torch, DTYPE)
+    config = unet_config(version)
+    spec = get_version(VERSIONS[0])
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated()
+    unet = load_unet_checkpoint(checkpoints / spec.unet.local_path, config, torch.device(DEVICE), dtype)
+    vae = LatentVae.from_pretrained(checkpoints / Path(spec.vae[0].local_path).parent, DEVICE, dtype)
+    weights = round((torch.cuda.memory_allocated() - before) / MIB, 1)
+    side = config.resolution // 8
+    gen = torch.Generator(DEVICE).manual_seed(0)
+    like = {"device": DEVICE, "dtype": dtype, "generator": gen}
+    sample = torch.randn(2, config.in_channels, FRAMES_PER_CALL, side, side, **like)  # a guided window
+    audio = torch.randn(2 * FRAMES_PER_CALL, AUDIO_TOKENS, config.cross_attention_dim, **like)
+    latents = torch.randn(FRAMES_PER_CALL, LATENT_CHANNELS, side, side, **like)
+    halves = SequentialGuidance(unet)
+    result = {
+        "version": version,
+        "weights_unet_vae_mib": weights,
+        "unet_batched_mib": _peak_mib(lambda: unet(sample, 951, audio)),
+        "unet_sequential_mib": _peak_mib(lambda: halves(sample, 951, audio)),
+        "vae_decode_8_mib": _peak_mib(lambda: vae.decode(latents, batch_size=DEFAULT_VAE_BATCH_SIZE)),
+        "vae_decode_1_mib": _peak_mib(lambda: vae.decode(latents, batch_size=LOW_MEMORY_VAE_BATCH_SIZE)),
+    }
+    unet = vae = halves = None  # free the weights before the pipeline runs (the lambdas above are done)
+    gc.collect()
+    torch.cuda.empty_cache()
+    return result
+
+
 def run_benchmark(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
         workdir = Path(tmp)
@@ -265,10 +370,15 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             "warmup": write_inputs(workdir, WARMUP_SECONDS, args.size),
             "measure": write_inputs(workdir, args.seconds, args.size),
         }
+        memory = []
+        for version in args.versions:
+            memory.append(unet_memory(version, checkpoints))
+            print(json.dumps(memory[-1]), flush=True)
         runs = []
         for version in args.versions:
-            runs.append(run_version(version, checkpoints, clips, workdir, args))
-            print(json.dumps(runs[-1]), flush=True)
+            for variant in args.variants:
+                runs.append(run_version(version, checkpoints, clips, workdir, args, variant))
+                print(json.dumps(runs[-1]), flush=True)
     return {
         "date": date.today().isoformat(),
         "machine": {**machine(), "gpu": torch.cuda.get_device_name(), "cuda": torch.version.cuda},
@@ -276,21 +386,33 @@ def run_benchmark(args: argparse.Namespace) -> dict:
                   f"device {DEVICE}, {DTYPE}, face backend {FACE_BACKEND}",
         "settings": {"steps": args.steps, "guidance_scale": args.guidance, "seconds": args.seconds,
                      "frame_size": args.size, "warmup": args.warmup},  # fmt: skip
+        "unet_memory": memory,
         "runs": runs,
     }
 
 
 def print_table(runs: list[dict]) -> None:
-    header = (f"{'version':>7} {'res':>4} {'frames':>6} {'load':>6} {'audio':>6} {'faces':>6} {'lipsync':>8} "
-              f"{'total':>7} {'fps':>7} {'VRAM MiB':>9}")  # fmt: skip
+    header = (f"{'version':>7} {'variant':>10} {'res':>4} {'frames':>6} {'load':>6} {'warmup':>6} {'audio':>6} "
+              f"{'faces':>6} {'lipsync':>8} {'total':>7} {'fps':>7} {'VRAM MiB':>9}")  # fmt: skip
     print(header)
     print("-" * len(header))
     for r in runs:
         s = r["stage_s"]
-        print(f"{r['version']:>7} {r['resolution']:>4} {r['num_frames']:>6} {r['load_s']:>6.1f} "
+        warmup = "-" if r["warmup_s"] is None else f"{r['warmup_s']:.1f}"
+        print(f"{r['version']:>7} {r['variant']:>10} {r['resolution']:>4} {r['num_frames']:>6} {r['load_s']:>6.1f} "
+              f"{warmup:>6} "
               f"{s['audio features']:>6.2f} {s['analysing faces']:>6.2f} {s['lip sync']:>8.2f} "
               f"{s['total']:>7.2f} "
               f"{r['frames_per_s']:>7.2f} {r['peak_vram_allocated_mib']:>9.0f}")  # fmt: skip
+
+
+def print_memory(memory: list[dict]) -> None:
+    print("peak VRAM above the weights, MiB: one guided 16-frame UNet call; one VAE decode of 16 frames")
+    for m in memory:
+        print(f"{m['version']:>4}: weights {m['weights_unet_vae_mib']:.0f} | "
+              f"UNet batched {m['unet_batched_mib']:.0f}"
+              f" vs halves {m['unet_sequential_mib']:.0f} | VAE 8/call {m['vae_decode_8_mib']:.0f}"
+              f" vs 1/call {m['vae_decode_1_mib']:.0f}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -298,6 +420,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--dry-run", action="store_true", help="CPU-only checks of shapes and files")
     parser.add_argument("--versions", nargs="+", default=list(VERSIONS), choices=VERSIONS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                        help="pipeline variants to run per version")
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="measured clip (s)")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="DDIM steps")
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help="guidance scale (1.0: none)")
@@ -322,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.seconds:g} s clip at {args.size}x{args.size}")
     print("times in s; load = building the pipeline; VRAM = peak allocated during the measured call")
     print_table(results["runs"])
+    print()
+    print_memory(results["unet_memory"])
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.results}")

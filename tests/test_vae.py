@@ -206,3 +206,27 @@ def test_channels_last_inputs_give_bit_identical_results(vae_dir):
     assert torch.equal(encoded, expected)
     latents = torch.randn(5, 8, 8, 4, generator=torch.Generator().manual_seed(2)).permute(0, 3, 1, 2)
     assert torch.equal(vae.decode(latents), vae.decode(latents.contiguous()))
+
+
+def test_per_call_batch_size_slices_and_keeps_results(vae_dir):
+    """The low-memory mode's slices: ``batch_size=`` per call bounds the frames per network call and leaves
+    the latents (same noise draws) and the decoded pixels equal to the default chunking."""
+    from latentsync.models.vae import LOW_MEMORY_VAE_BATCH_SIZE
+
+    vae = LatentVae.from_pretrained(vae_dir, batch_size=5)
+    pixels = torch.rand(5, 3, 40, 40, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    whole = vae.encode(pixels, generator=torch.Generator().manual_seed(3))
+    decoded = vae.decode(whole)
+    seen: list[int] = []
+    hook = vae.model.decoder.register_forward_hook(lambda module, args, output: seen.append(args[0].shape[0]))
+    try:
+        sliced = vae.encode(pixels, torch.Generator().manual_seed(3), batch_size=LOW_MEMORY_VAE_BATCH_SIZE)
+        decoded_sliced = vae.decode(whole, batch_size=LOW_MEMORY_VAE_BATCH_SIZE)
+    finally:
+        hook.remove()
+    assert seen == [1] * 5 and vae.batch_size == 5  # the per-call size does not stick
+    torch.testing.assert_close(sliced, whole, atol=1e-5, rtol=0)  # float rounding of batch-shaped kernels only
+    torch.testing.assert_close(decoded_sliced, decoded, atol=1e-5, rtol=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+            vae.decode(whole, batch_size=bad)

@@ -29,6 +29,9 @@ VAE_SHIFT_FACTOR = 0.0  # SD-1.x has no latent shift; the reference forces 0
 VAE_LATENT_CHANNELS = 4
 VAE_DOWNSCALE = 8  # pixels per latent cell: three stride-2 down blocks (2**3)
 DEFAULT_VAE_BATCH_SIZE = 8  # frames per VAE call; 512² fp16 decode of 8 frames stays within a few GB
+# Frames per VAE call in the low-memory mode: the decoder's activations scale with the frames per call (at 512²
+# fp16 about 0.35 GB per frame, see latentsync/models/low_memory.py), the results do not depend on it.
+LOW_MEMORY_VAE_BATCH_SIZE = 1
 
 
 def tiny_vae_config() -> dict[str, Any]:
@@ -71,6 +74,11 @@ def save_random_tiny_vae(path: str | Path, seed: int, config: dict[str, Any] | N
     return path
 
 
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1 (frames per VAE call), got {batch_size!r}")
+
+
 class LatentVae:
     """Chunked, scaled encode/decode around a diffusers ``AutoencoderKL``."""
 
@@ -81,8 +89,7 @@ class LatentVae:
         dtype: torch.dtype = torch.float32,
         batch_size: int = DEFAULT_VAE_BATCH_SIZE,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        _check_batch_size(batch_size)
         config = model.config
         downscale = 2 ** (len(config.block_out_channels) - 1)
         if config.latent_channels != VAE_LATENT_CHANNELS or downscale != VAE_DOWNSCALE:
@@ -126,23 +133,32 @@ class LatentVae:
         frames: torch.Tensor,
         fn: Callable[[torch.Tensor], torch.Tensor],
         out_device: torch.device | str | None,
+        batch_size: int | None,
     ) -> torch.Tensor:
+        if batch_size is None:
+            batch_size = self.batch_size
+        _check_batch_size(batch_size)
         out_device = frames.device if out_device is None else torch.device(out_device)
         # Contiguous (NCHW) chunks: a channels-last view (e.g. a permuted (n, h, w, c) batch) makes the convolutions
         # take another kernel path, whose fp32 rounding moves latents by ~1e-3 against the reference's.
         outputs = [
             fn(chunk.to(device=self.device, dtype=self.dtype).contiguous()).to(out_device)
-            for chunk in frames.split(self.batch_size)
+            for chunk in frames.split(batch_size)
         ]
         return torch.cat(outputs)
 
     @torch.inference_mode()
     def encode(
-        self, pixels: torch.Tensor, generator: torch.Generator, out_device: torch.device | str | None = None
+        self,
+        pixels: torch.Tensor,
+        generator: torch.Generator,
+        out_device: torch.device | str | None = None,
+        batch_size: int | None = None,
     ) -> torch.Tensor:
         """Pixels (n, 3, H, W) in [-1, 1] → scaled posterior samples (n, 4, H/8, W/8) in ``self.dtype``.
 
-        The result lands on ``out_device`` (default: the input's device).
+        The result lands on ``out_device`` (default: the input's device). ``batch_size``: frames per network
+        call for this call only (default ``self.batch_size``); the result does not depend on it.
         """
         self._check_frames("pixels", pixels, 3)
         if pixels.shape[2] % VAE_DOWNSCALE or pixels.shape[3] % VAE_DOWNSCALE:
@@ -156,15 +172,21 @@ class LatentVae:
             sample = posterior.sample(generator=[generator] * chunk.shape[0])  # (b, 4, h, w)
             return (sample - VAE_SHIFT_FACTOR) * VAE_SCALING_FACTOR
 
-        return self._map_chunks(pixels, encode_chunk, out_device)
+        return self._map_chunks(pixels, encode_chunk, out_device, batch_size)
 
     @torch.inference_mode()
-    def decode(self, latents: torch.Tensor, out_device: torch.device | str | None = None) -> torch.Tensor:
+    def decode(
+        self,
+        latents: torch.Tensor,
+        out_device: torch.device | str | None = None,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
         """Scaled latents (n, 4, h, w) → pixels (n, 3, 8h, 8w), nominally in [-1, 1] (not clamped, like the
-        reference; callers clamp when converting to uint8). Lands on ``out_device`` (default: the input's)."""
+        reference; callers clamp when converting to uint8). Lands on ``out_device`` (default: the input's).
+        ``batch_size``: frames per network call for this call only (default ``self.batch_size``)."""
         self._check_frames("latents", latents, VAE_LATENT_CHANNELS)
 
         def decode_chunk(chunk: torch.Tensor) -> torch.Tensor:
             return self.model.decode(chunk / VAE_SCALING_FACTOR + VAE_SHIFT_FACTOR).sample  # (b, 3, 8h, 8w)
 
-        return self._map_chunks(latents, decode_chunk, out_device)
+        return self._map_chunks(latents, decode_chunk, out_device, batch_size)
