@@ -12,7 +12,7 @@ __all__ = ["CheckpointError", "InputError", "__version__", "load_pipeline"]
 
 
 def load_pipeline(version: str = "1.5", device=None, dtype=None, checkpoints_dir=None, sync_scores: bool = False,
-                  *, revision: str | None = None):  # fmt: skip
+                  *, revision: str | None = None, compile: bool = False):  # noqa: A002  # fmt: skip
     """Load LatentSync ``version`` ("1.5" or "1.6") and return a ready :class:`~latentsync.pipeline.LipSyncPipeline`.
 
     ``pipeline(video, audio, output)`` then writes the lip-synced MP4. See :func:`latentsync.loading.load_pipeline`
@@ -21,4 +21,4 @@ def load_pipeline(version: str = "1.5", device=None, dtype=None, checkpoints_dir
     from latentsync.loading import load_pipeline as _load_pipeline
 
     return _load_pipeline(version, device=device, dtype=dtype, checkpoints_dir=checkpoints_dir, sync_scores=sync_scores,
-                          revision=revision)  # fmt: skip
+                          revision=revision, compile=compile)  # fmt: skip

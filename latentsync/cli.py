@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-overlap", action="store_true",
                         help="do not read and prepare the next frames on a worker thread while the current ones are "
                              "denoised (the output is the same either way; for debugging)")
+    parser.add_argument("--low-memory", action="store_true",
+                        help="run the two guidance halves through the UNet one after the other and the VAE one frame "
+                             "at a time: LatentSync 1.5 fits in ~6.5 GB and 1.6 in ~12 GB of VRAM; a little slower, "
+                             "same result up to float rounding")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the UNet with torch.compile: the first windows take minutes to compile, later "
+                             "ones run faster; speeds up --cache-interval 1 runs (step caching calls the UNet's "
+                             "blocks itself)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1 or cpu (default: cuda if available)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
                         help="weights' precision (default auto: float16 on Ampere or newer GPUs, else float32)")
@@ -183,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         options = LipSyncOptions(steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
                                  speaker=args.speaker, length_mode=args.length_mode, native_fps=args.native_fps,
                                  crf=args.crf, face_cache=not args.no_face_cache,
-                                 cache_interval=args.cache_interval, overlap=not args.no_overlap)  # fmt: skip
+                                 cache_interval=args.cache_interval, overlap=not args.no_overlap,
+                                 low_memory=args.low_memory)  # fmt: skip
         options.check()
         check_files_exist(args, "video", "audio")
         media.check_output_path(args.output, inputs=(args.video, args.audio))
@@ -192,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         info = probe_inputs(args.video, args.audio)
         speaker_point(options.speaker, info.width, info.height)  # a point outside the frame: before the models
         # 2. Load and run.
-        pipeline = load_pipeline(args.version, device=device, dtype=dtype, checkpoints_dir=args.checkpoints)
+        pipeline = load_pipeline(args.version, device=device, dtype=dtype, checkpoints_dir=args.checkpoints,
+                                 compile=args.compile)  # fmt: skip
         progress = TqdmProgress()
         try:
             result = pipeline(args.video, args.audio, args.output, options, progress=progress)

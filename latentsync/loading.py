@@ -103,6 +103,7 @@ def load_pipeline(
     sync_scores: bool = False,
     *,
     revision: str | None = None,
+    compile: bool = False,  # noqa: A002 -- the natural name of the option (torch.compile)
 ):
     """Build a :class:`~latentsync.pipeline.LipSyncPipeline` for LatentSync ``version`` ("1.5" or "1.6").
 
@@ -112,6 +113,9 @@ def load_pipeline(
     :class:`~latentsync.errors.InputError` (see :func:`parse_device`, :func:`parse_dtype`). ``sync_scores`` also
     loads the original SyncNet so that ``LipSyncOptions(score_sync=True)`` can report Sync-C / Sync-D before and after.
     ``revision`` (a branch, tag or commit of the version's Hub repo) overrides the registry's pinned revision.
+    ``compile`` wraps the UNet in ``torch.compile`` (:func:`latentsync.compile.compile_unet`): the first windows of
+    each shape compile (minutes), later ones run faster; it speeds up the plain path (``cache_interval=1``), since
+    step caching calls the UNet's blocks itself. A device where Inductor cannot run raises InputError.
     """
     from latentsync.faces import load_landmark_backend
     from latentsync.models.unet_checkpoint import load_unet_checkpoint
@@ -127,8 +131,19 @@ def load_pipeline(
     syncnet_path = resolve_syncnet_v2(version, checkpoints_dir, revision=revision) if sync_scores else None
     preset = UNetConfig.latentsync_16() if paths.resolution == 512 else UNetConfig.latentsync_15()
     config = UNetConfig.from_dict({**preset.to_dict(), **paths.settings.unet}) if paths.settings.unet else preset
+    if compile:
+        from latentsync.compile import inductor_problem
+
+        problem = inductor_problem(device)
+        if problem is not None:
+            raise InputError(f"compile: torch.compile cannot run on {device}: {problem}")
+    unet = load_unet_checkpoint(paths.unet, config, device, dtype)
+    if compile:
+        from latentsync.compile import compile_unet
+
+        unet = compile_unet(unet)
     return LipSyncPipeline(
-        unet=load_unet_checkpoint(paths.unet, config, device, dtype),
+        unet=unet,
         audio_encoder=WhisperAudioEncoder.from_checkpoint(paths.whisper, device, dtype),
         vae=LatentVae.from_pretrained(paths.vae_dir, device, dtype),
         face_backend=load_landmark_backend(paths.face_backend, device=device, weights_dir=paths.face_weights_dir),

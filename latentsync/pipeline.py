@@ -44,6 +44,7 @@ from latentsync.faces.detection import MIN_FACE_HEIGHT, MIN_FACE_WIDTH
 from latentsync.faces.tracking import DEFAULT_MAX_GAP
 from latentsync.frame_sources import StillFrames, VideoFrames, batched, schedule_runs
 from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL, CachedUNet
+from latentsync.models.low_memory import SequentialGuidance
 from latentsync.sync import SyncScore
 from latentsync.sync.mfcc import num_windows
 from latentsync.timeline import AUDIO_LENGTH_MODES, LENGTH_MODES, model_frame_for, native_frame_for
@@ -137,6 +138,9 @@ class LipSyncOptions:
     # Read, align and VAE-encode the next 16 frames on a worker thread while the current ones are denoised
     # (25 fps output); the output is byte-identical either way.
     overlap: bool = True
+    # Low VRAM: the two guidance halves through the UNet one after the other and the VAE one frame at a time
+    # (LatentSync 1.5 within ~6.5 GB, 1.6 under 12 GB; a little slower). Same result up to float rounding.
+    low_memory: bool = False
 
     def check(self) -> None:
         if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
@@ -155,7 +159,7 @@ class LipSyncOptions:
             raise InputError(
                 f"cache_interval must be an integer from 1 (no step caching) to {MAX_STEPS}, got {self.cache_interval!r}"
             )
-        for name in ("score_sync", "native_fps", "face_cache", "overlap"):
+        for name in ("score_sync", "native_fps", "face_cache", "overlap", "low_memory"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -489,14 +493,15 @@ class LipSyncPipeline:
         thread denoises the current one (one worker: the VAE's draws from the seeded generator stay in order, so
         the output is byte-identical)."""
         noise, generator = self._initial_noise(options)
-        denoiser = CachedUNet(self.unet, options.cache_interval)  # one per video: it persists across windows
+        denoiser = self._denoiser(options)  # one per video: the step cache persists across windows
         total = math.ceil(len(schedule) / FRAMES_PER_CALL)
 
         def prepare(item: tuple[int, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, _Prepared | None]:
             start, frames = item
             sources = schedule[start : start + len(frames)]
             keep = valid[sources]  # frames without a usable face pass through untouched
-            prepared = self._prepare_faces(frames[keep], matrices[sources[keep]], generator) if keep.any() else None
+            prepared = (self._prepare_faces(frames[keep], matrices[sources[keep]], generator, _vae_batch(options))
+                        if keep.any() else None)  # fmt: skip
             return start, frames, sources, keep, prepared
 
         windows = _numbered(batches)
@@ -525,7 +530,7 @@ class LipSyncPipeline:
         nearest its own time and keeps everything else of its own face: ``generated · (1 − mask) + own · mask``
         in the aligned space of its own landmarks, then pasted back with its own alignment."""
         noise, generator = self._initial_noise(options)
-        denoiser = CachedUNet(self.unet, options.cache_interval)  # one per video: it persists across windows
+        denoiser = self._denoiser(options)  # one per video: the step cache persists across windows
         model_batches = batched(source.frames(plan.model_sources), FRAMES_PER_CALL)
         total = math.ceil(len(plan.model_sources) / FRAMES_PER_CALL)
         faces: dict[int, torch.Tensor] = {}  # model frame -> (3, res, res) float, for the model frames still needed
@@ -568,21 +573,30 @@ class LipSyncPipeline:
         """Aligned faces of ``frames`` with the mouth re-generated: (n, 3, res, res) float, nominally in [-1, 1]
         (not clamped: see :meth:`_denoise_faces`)."""
         if denoiser is None:
-            denoiser = CachedUNet(self.unet, options.cache_interval)
-        return self._denoise_faces(self._prepare_faces(frames, matrices, generator), audio, noise, options, denoiser)
+            denoiser = self._denoiser(options)
+        prepared = self._prepare_faces(frames, matrices, generator, _vae_batch(options))
+        return self._denoise_faces(prepared, audio, noise, options, denoiser)
+
+    def _denoiser(self, options: LipSyncOptions) -> CachedUNet | SequentialGuidance:
+        """The UNet as the denoising loop calls it: with step caching (interval 1 passes straight through) and, for
+        low memory, the guidance halves one after the other (one step cache per half: a shared one would mix them)."""
+        if options.low_memory:
+            return SequentialGuidance(*(CachedUNet(self.unet, options.cache_interval) for _ in range(2)))
+        return CachedUNet(self.unet, options.cache_interval)
 
     @torch.inference_mode()  # (grad mode is per thread: with overlap on, this runs on a worker thread)
-    def _prepare_faces(self, frames: np.ndarray, matrices: np.ndarray, generator: torch.Generator) -> _Prepared:
+    def _prepare_faces(self, frames: np.ndarray, matrices: np.ndarray, generator: torch.Generator,
+                       vae_batch: int | None = None) -> _Prepared:  # fmt: skip
         """Align ``frames`` and VAE-encode their masked and whole faces (the VAE samples from ``generator``)."""
         faces = torch.from_numpy(warp_faces(frames, matrices, self.resolution)).to(self.device)  # (n, res, res, 3)
         pixels = faces.permute(0, 3, 1, 2).to(self.dtype) / 127.5 - 1.0  # (n, 3, res, res) in [-1, 1]
-        masked = self.vae.encode(pixels * self.pixel_mask, generator)  # (n, 4, h, w)
-        reference = self.vae.encode(pixels, generator)  # (n, 4, h, w): the frame's own face
+        masked = self.vae.encode(pixels * self.pixel_mask, generator, batch_size=vae_batch)  # (n, 4, h, w)
+        reference = self.vae.encode(pixels, generator, batch_size=vae_batch)  # (n, 4, h, w): the frame's own face
         return _Prepared(pixels, masked, reference)
 
     @torch.inference_mode()
     def _denoise_faces(self, prepared: _Prepared, audio: torch.Tensor, noise: torch.Tensor, options: LipSyncOptions,
-                       denoiser: CachedUNet) -> torch.Tensor:  # fmt: skip
+                       denoiser: CachedUNet | SequentialGuidance) -> torch.Tensor:  # fmt: skip
         """The DDIM loop and the VAE decode: (n, 3, res, res) float faces, nominally in [-1, 1]."""
         from diffusers import DDIMScheduler
 
@@ -610,7 +624,7 @@ class LipSyncPipeline:
                 eps = uncond + options.guidance_scale * (cond - uncond)
             latents = scheduler.step(eps, t, latents).prev_sample
 
-        decoded = self.vae.decode(latents[0].permute(1, 0, 2, 3))  # (n, 3, res, res)
+        decoded = self.vae.decode(latents[0].permute(1, 0, 2, 3), batch_size=_vae_batch(options))  # (n, 3, res, res)
         keep = self.pixel_mask  # known pixels come back exactly from the input face
         # Not clamped here: the reference resizes the face to the crop size first and clamps after the inverse
         # warp (README §4.10), which paste_back does; clamping first moves pixels where the VAE overshoots.
@@ -624,6 +638,13 @@ class _Prepared:
     pixels: torch.Tensor  # (n, 3, res, res) in [-1, 1]
     masked: torch.Tensor  # (n, 4, h, w) latents of the faces with the lower half masked
     reference: torch.Tensor  # (n, 4, h, w) latents of the whole faces
+
+
+def _vae_batch(options: LipSyncOptions) -> int | None:
+    """Frames per VAE call: one at a time for low memory, else the VAE's own chunk size."""
+    from latentsync.models.vae import LOW_MEMORY_VAE_BATCH_SIZE  # (diffusers: imported when a video is processed)
+
+    return LOW_MEMORY_VAE_BATCH_SIZE if options.low_memory else None
 
 
 def _numbered(batches: Iterator[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:

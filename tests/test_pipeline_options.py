@@ -283,11 +283,11 @@ def test_an_error_on_the_worker_thread_propagates_and_leaves_nothing(tiny_pipeli
     pipeline = copy.copy(tiny_pipeline)
     calls = []
 
-    def failing_prepare(frames, matrices, generator):  # fault injection on the worker thread's second window
+    def failing_prepare(frames, matrices, generator, vae_batch=None):  # fault injection on the worker's 2nd window
         calls.append(threading.current_thread().name)
         if len(calls) == 2:
             raise RuntimeError("injected failure while preparing a window")
-        return tiny_pipeline._prepare_faces(frames, matrices, generator)
+        return tiny_pipeline._prepare_faces(frames, matrices, generator, vae_batch)
 
     pipeline._prepare_faces = failing_prepare
     video, audio = cut_video(tmp_path / "v.mp4", 8), speech(tmp_path / "a.wav", 1.0)  # 25 frames: two windows
@@ -297,3 +297,49 @@ def test_an_error_on_the_worker_thread_propagates_and_leaves_nothing(tiny_pipeli
     assert calls[0].startswith("overlap-prepare")
     assert not (out_dir / "o.mp4").exists() and list(out_dir.glob("*")) == []
     assert not [t for t in threading.enumerate() if t.name.startswith("overlap-")]
+
+
+@pytest.mark.slow
+def test_low_memory_runs_the_guidance_halves_and_the_vae_frames_one_by_one(tiny_pipeline, tmp_path):
+    """With low_memory the UNet only ever sees one guidance half and the VAE one frame per call, and the video is
+    the default path's up to float rounding. (The pieces equal the batched calls within 1e-5:
+    tests/test_models_low_memory.py, tests/test_vae.py; the tiny random networks amplify that rounding to a few
+    grey levels at most on some mouth pixels, so the video is compared on average.)"""
+    video, audio = cut_video(tmp_path / "v.mp4", 8), speech(tmp_path / "a.wav", 0.68)  # 17 frames: two windows
+    options = LipSyncOptions(steps=3, guidance_scale=1.5)  # guided, with step caching (interval 3)
+    seen: dict[str, list[int]] = {"unet": [], "vae_encoder": [], "vae_decoder": []}
+    hooks = [tiny_pipeline.unet.conv_in.register_forward_hook(lambda m, i, o: seen["unet"].append(i[0].shape[0])),
+             tiny_pipeline.vae.model.encoder.register_forward_hook(
+                 lambda m, i, o: seen["vae_encoder"].append(i[0].shape[0])),
+             tiny_pipeline.vae.model.decoder.register_forward_hook(
+                 lambda m, i, o: seen["vae_decoder"].append(i[0].shape[0]))]  # fmt: skip
+    try:
+        plain = tiny_pipeline(video, audio, tmp_path / "plain.mp4", options)
+        assert max(seen["unet"]) == 2 and max(seen["vae_encoder"]) > 1  # default: guidance batch, VAE chunks
+        for calls in seen.values():
+            calls.clear()
+        low = tiny_pipeline(video, audio, tmp_path / "low.mp4", dataclasses.replace(options, low_memory=True))
+        assert seen["unet"] and set(seen["unet"]) == {1}
+        assert set(seen["vae_encoder"]) == {1} and set(seen["vae_decoder"]) == {1}
+    finally:
+        for hook in hooks:
+            hook.remove()
+    a, b = (media.read_video_frames(r.output).astype(np.int16) for r in (plain, low))
+    assert a.shape == b.shape == (17, *a.shape[1:])
+    assert np.abs(a - b).mean() < 1.0  # grey levels, over whole frames
+    with pytest.raises(InputError, match="low_memory must be true or false"):
+        LipSyncOptions(low_memory="yes").check()
+
+
+def test_compile_option_wraps_the_unet(tiny_checkpoints):
+    """load_pipeline(compile=True) hands the pipeline a torch.compile wrapper (nothing compiles before a call;
+    tests/test_compile.py checks the compiled maths)."""
+    from latentsync import load_pipeline
+    from latentsync.compile import inductor_problem, is_compiled
+
+    if inductor_problem("cpu") is not None:
+        with pytest.raises(InputError, match="compile: torch.compile cannot run"):
+            load_pipeline("1.5", device="cpu", dtype="float32", checkpoints_dir=tiny_checkpoints, compile=True)
+        return
+    pipeline = load_pipeline("1.5", device="cpu", dtype="float32", checkpoints_dir=tiny_checkpoints, compile=True)
+    assert is_compiled(pipeline.unet) and pipeline.unet.config.cross_attention_dim == 16

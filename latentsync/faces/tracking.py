@@ -45,6 +45,7 @@ import numpy as np
 
 from latentsync.errors import InputError
 from latentsync.faces.alignment import NUM_LANDMARKS
+from latentsync.faces.batch_detection import detect_frames
 from latentsync.faces.detection import (
     REFERENCE_MIN_SCORE,
     REFERENCE_MIN_SIZE,
@@ -300,8 +301,9 @@ class FaceTracker:
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be (n, H, W, 3) uint8 RGB, got {frames.dtype} {frames.shape}")
-        for frame in frames:
-            faces = self.backend.detect(frame)
+        # One batched call per chunk where the backend has one (face-alignment on CUDA), else frame by frame.
+        for frame, faces in zip(frames, detect_frames(self.backend, frames)):
+            faces = list(faces)
             face = self._choose(faces)
             if face is None and self.small_faces:  # perhaps a face too small for the detector at this size
                 faces = faces + detect_upscaled(self.backend, frame)
