@@ -60,6 +60,21 @@ def test_unknown_keys_and_bad_values_are_named():
         unet_config_from_dict({"optimizer": {"learning_rate": 1}})
     with pytest.raises(ValueError, match="mixed_precision"):
         unet_config_from_dict({"train": {"mixed_precision": "fp8"}})
+    with pytest.raises(ValueError, match="optimizer.name.*'adam'"):
+        unet_config_from_dict({"optimizer": {"name": "adam"}})
+
+
+def test_the_optimizer_option_builds_adamw_by_default_and_plain_sgd_on_request():
+    from latentsync.training.engine import make_optimizer
+
+    param = torch.nn.Parameter(torch.ones(3))
+    default = make_optimizer([param], unet_config_from_dict({"optimizer": {"lr": 0.5}}).optimizer)
+    assert isinstance(default, torch.optim.AdamW) and default.param_groups[0]["lr"] == 0.5
+    sgd = make_optimizer([param], unet_config_from_dict(
+        {"optimizer": {"name": "sgd", "lr": 0.5, "weight_decay": 0.0}}).optimizer)
+    param.grad = torch.tensor([1.0, -2.0, 0.25])
+    sgd.step()  # plain SGD: w - lr * g
+    assert torch.equal(param.detach(), torch.tensor([0.5, 2.0, 0.875]))
 
 
 def test_stage1_checkpoint_fills_a_stage2_net_except_its_motion_modules(tmp_path):

@@ -15,17 +15,28 @@ from typing import Any
 from latentsync.models.unet_config import UNetConfig
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
+OPTIMIZER_CHOICES = ("adamw", "sgd")
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """AdamW with a constant learning rate (torch defaults for betas, eps and weight decay)."""
+    """AdamW with a constant learning rate (torch defaults for betas, eps and weight decay), as the reference.
 
+    ``name: sgd`` (plain SGD: update = -lr x (clipped gradient + weight_decay x weight); betas and eps unused) is a
+    debugging option: its update is linear in the gradient, so runs can be compared through their updates (e.g. N
+    processes against one), which Adam's sign-like first steps do not allow.
+    """
+
+    name: str = "adamw"  # "adamw" (the reference) or "sgd"
     lr: float = 1e-5
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 1e-2
     max_grad_norm: float = 1.0  # gradient-norm clipping
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZER_CHOICES:
+            raise ValueError(f"optimizer.name must be one of {OPTIMIZER_CHOICES}, got {self.name!r}")
 
 
 @dataclass(frozen=True)

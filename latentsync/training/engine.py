@@ -55,6 +55,14 @@ def make_accelerator(output_dir: str | Path, mixed_precision: str, gradient_accu
     return accelerator
 
 
+def make_optimizer(params, config) -> torch.optim.Optimizer:
+    """The optimiser of an :class:`~latentsync.training.config.OptimizerConfig` (AdamW, or plain SGD)."""
+    if config.name == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, betas=config.betas, eps=config.eps,
+                             weight_decay=config.weight_decay)
+
+
 def make_logger(output_dir: str | Path, is_main: bool, name: str) -> logging.Logger:
     """Plain-text log to ``train.log`` and stderr, from the main process only."""
     # One logger per run folder (a process may run several trainings, e.g. tests), each writing its own file.

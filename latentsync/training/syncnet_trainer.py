@@ -75,8 +75,7 @@ def train_syncnet(config: SyncNetTrainConfig, resume: bool = False) -> engine.Tr
         val_set = SyncNetWindows(read_clip_paths(data.val_fileslist), run.seed + 1, data.resolution, lower_half,
                                  config.val_samples)
         val_loader = DataLoader(val_set, batch_size=data.batch_size, num_workers=data.num_workers)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=opt.betas, eps=opt.eps,
-                                  weight_decay=opt.weight_decay)
+    optimizer = engine.make_optimizer(model.parameters(), opt)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     step = engine.load_state(accelerator, run.output_dir) if resume else 0
     result = engine.TrainResult(final_step=step)

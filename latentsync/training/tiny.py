@@ -17,18 +17,44 @@ from latentsync.media import SAMPLE_RATE, VIDEO_FPS
 
 TINY_TRAIN_RESOLUTION = 32  # 4x4 latents: the tiny UNet's 4 levels go 4 -> 2 -> 1 -> 1
 TINY_SYNCNET_RESOLUTION = 32  # the B_small StableSyncNet sees 16x32 lower halves
+# Widths of the tiny *training* UNet (the tiny golden's topology otherwise). At 32 px faces the latents are 4x4 and
+# the four levels run at 4, 2, 1 and 1 px; the motion modules' GroupNorm has 32 groups per frame, so a level of C
+# channels at s x s px normalises groups of C / 32 * s^2 values. The golden's (32, 32, 64, 64) leaves 2 values per
+# group at 1 px: GroupNorm then outputs about +-1 whatever the input, its gradient nearly vanishes, and float32
+# rounding is amplified ~100x (batch-of-2 vs batch-of-1 outputs differ by 7e-5 relative instead of 5e-7).
+# (32, 64, 128, 128) keeps >= 4 values per group everywhere (16, 8, 4, 4): 12.7 M parameters.
+TINY_TRAIN_UNET_CHANNELS = (32, 64, 128, 128)
 # The tiny TREPA golden's ViT, at 112 px (8 x 8 x 8 = 512 tokens instead of 2048: 16x cheaper attention).
 TINY_VIDEOMAE = {"embed_dim": 48, "depth": 2, "num_heads": 4, "img_size": 112}
 
 
-def tiny_syncnet_model_section(resolution: int = TINY_SYNCNET_RESOLUTION) -> dict[str, Any]:
-    """The tiny golden's ``B_small`` StableSyncNet (633,248 params) for ``resolution`` px faces."""
-    audio = {"in_channels": 1, "block_out_channels": [32, 32, 32, 32, 32, 32, 64],
+# The StableSyncNet towers end with GroupNorm(32 groups) -> ReLU on a 1x1 map: an embedding of C channels normalises
+# groups of C / 32 values. With the tiny golden's 64, each group holds 2 values, which GroupNorm maps to about
+# (+1, -1) whatever they are: the embedding is a near-binary vector, cos(v, a) sits near 0.5 for every pair and the
+# gradient through the norm nearly vanishes (BCE stays at ln 2). 256 channels (8 values per group) learn.
+TINY_SYNCNET_LEARNING_EMBED = 256
+
+
+def tiny_syncnet_model_section(resolution: int = TINY_SYNCNET_RESOLUTION, embed_channels: int = 64) -> dict[str, Any]:
+    """The tiny golden's ``B_small`` StableSyncNet (633,248 params) for ``resolution`` px faces; ``embed_channels``
+    widens both towers' last stage (see :data:`TINY_SYNCNET_LEARNING_EMBED`)."""
+    audio = {"in_channels": 1, "block_out_channels": [32, 32, 32, 32, 32, 32, embed_channels],
              "downsample_factors": [[2, 1], 2, 2, 1, 2, 2, [2, 3]], "attn_blocks": [0, 0, 0, 1, 1, 0, 0]}
-    visual = {"in_channels": 48, "block_out_channels": [32] * 7 + [64],
+    visual = {"in_channels": 48, "block_out_channels": [32] * 7 + [embed_channels],
               "downsample_factors": [[1, 2], [2, 1], [1, 2], [2, 1], [1, 2], [2, 1], [1, 2], 2],
               "attn_blocks": [0, 0, 0, 0, 1, 1, 0, 0]}
     return {"audio_encoder": audio, "visual_encoder": visual, "resolution": resolution}
+
+
+def write_tiny_syncnet(path: str | Path, embed_channels: int = TINY_SYNCNET_LEARNING_EMBED, seed: int = 0) -> Path:
+    """A random tiny StableSyncNet (:func:`tiny_syncnet_model_section`) in the official ``{"state_dict"}`` format."""
+    from latentsync.models.stable_syncnet import StableSyncNet, StableSyncNetConfig
+
+    torch.manual_seed(seed)
+    net = StableSyncNet(StableSyncNetConfig.from_dict(tiny_syncnet_model_section(embed_channels=embed_channels)))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": net.state_dict(), "global_step": 0}, path)
+    return Path(path)
 
 
 def write_tiny_auxiliary(directory: str | Path, seed: int = 0) -> Path:
@@ -94,6 +120,26 @@ def write_synthetic_dataset(directory: str | Path, n_clips: int = 4, seconds: fl
     return fileslist
 
 
+def write_tiny_train_unet(checkpoints_dir: str | Path, path: str | Path, seed: int = 0,
+                          block_out_channels: tuple[int, ...] = TINY_TRAIN_UNET_CHANNELS) -> dict[str, Any]:
+    """A random UNet like the tiny folder's but ``block_out_channels`` wide, saved in the official format at ``path``
+    (random non-zero ``conv_out`` and motion modules, as a stage-1 result would have); returns its ``model:`` section
+    (pass it with ``init_unet=path`` to :func:`tiny_unet_train_config`)."""
+    from latentsync.checkpoints import LOCAL_CONFIG_NAME
+    from latentsync.models.unet import LatentSyncUNet, randomize_zero_init_
+    from latentsync.models.unet_checkpoint import save_unet_checkpoint
+    from latentsync.models.unet_config import UNetConfig
+
+    model = json.loads((Path(checkpoints_dir) / LOCAL_CONFIG_NAME).read_text())["unet"]
+    model.pop("resolution", None)
+    model["block_out_channels"] = list(block_out_channels)
+    torch.manual_seed(seed)  # module construction draws default initialisations from the global generator
+    unet = randomize_zero_init_(LatentSyncUNet(UNetConfig.from_dict(model)), torch.Generator().manual_seed(seed))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_unet_checkpoint(unet, path)
+    return model
+
+
 def tiny_unet_train_config(checkpoints_dir: str | Path, fileslist: str | Path, output_dir: str | Path,
                            syncnet_yaml: str | Path, **overrides: Any) -> dict[str, Any]:
     """A stage-2 config (all four losses) for the tiny networks in ``checkpoints_dir``, as the dict a YAML holds.
@@ -125,11 +171,12 @@ def tiny_unet_train_config(checkpoints_dir: str | Path, fileslist: str | Path, o
     return config
 
 
-def write_tiny_syncnet_yaml(path: str | Path, fileslist: str | Path, output_dir: str | Path, **train: Any) -> Path:
+def write_tiny_syncnet_yaml(path: str | Path, fileslist: str | Path, output_dir: str | Path,
+                            embed_channels: int = 64, **train: Any) -> Path:
     """A SyncNet training YAML for the tiny StableSyncNet (also the UNet config's ``syncnet_config``)."""
     import yaml
 
-    doc = {"model": tiny_syncnet_model_section(),
+    doc = {"model": tiny_syncnet_model_section(embed_channels=embed_channels),
            "data": {"train_fileslist": str(fileslist), "batch_size": 8, "num_workers": 0,
                     "resolution": TINY_SYNCNET_RESOLUTION, "samples_per_epoch": 64},
            "optimizer": {"lr": 1e-3},

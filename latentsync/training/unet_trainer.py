@@ -156,7 +156,7 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
     loader = DataLoader(dataset, batch_size=config.data.batch_size, shuffle=False, drop_last=True,
                         num_workers=config.data.num_workers)
     opt = config.optimizer
-    optimizer = torch.optim.AdamW(params, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
+    optimizer = engine.make_optimizer(params, opt)
     unet, optimizer, loader = accelerator.prepare(unet, optimizer, loader)
     step = engine.load_state(accelerator, run.output_dir) if resume else 0
     if resume:
