@@ -176,6 +176,9 @@ class LipSyncResult:
     sync_before: SyncScore | None = None  # the input video (as played) against the new audio, if asked for
     sync_after: SyncScore | None = None  # the output against the new audio, if asked for
     small_face_frames: int = 0  # output frames whose face is below the reference's 50x80 px minimum
+    # Seconds each stage of the generation pass was busy (prepare: read, align, VAE-encode; denoise; paste; encode),
+    # summed over its thread; with overlap on, "prepare" ran beside the others. None for runs that recorded none.
+    stage_busy: dict[str, float] | None = None
     length_mode: str = "pingpong"
     fps: float = media.VIDEO_FPS  # the output's frame rate
     photo: bool = False  # the "video" was a still image
@@ -357,16 +360,19 @@ class LipSyncPipeline:
                 read_path = copy_path if use_copy else Path(video)
                 read_info = media.probe(read_path) if use_copy else info
                 source = VideoFrames(read_path, read_info, fps, (info.height, info.width))
+            timer = overlap.StageTimes()  # busy seconds per stage, for LipSyncResult.stage_busy
             if fps == media.VIDEO_FPS:
                 frames = batched(source.frames(plan.schedule), FRAMES_PER_CALL)
-                generated = self._generate(frames, plan.schedule, track.valid, matrices, features, options, progress)
+                generated = self._generate(frames, plan.schedule, track.valid, matrices, features, options, progress,
+                                           timer)  # fmt: skip
             else:
                 generated = self._generate_native(source, plan, track.valid, matrices, features, options, progress)
             with media.VideoWriter(output, width=info.width, height=info.height, fps=fps, audio=audio,
                                    crf=options.crf, audio_seconds=plan.audio_seconds,
                                    create_folders=True) as writer:  # fmt: skip
                 for chunk in generated:
-                    writer.write(chunk)
+                    with timer.measure("encode"):
+                        writer.write(chunk)
             # 6. Optionally, how well the mouth follows the new audio, before and after (on the 25 fps timeline).
             before = after = None
             if options.score_sync:
@@ -393,6 +399,7 @@ class LipSyncPipeline:
             fps=float(fps),
             photo=photo,
             face_track_cached=cached,
+            stage_busy=dict(timer.busy),
         )
 
     # ------------------------------------------------------------------------------------------------ steps
@@ -486,7 +493,8 @@ class LipSyncPipeline:
 
     def _generate(self, batches: Iterator[np.ndarray], schedule: np.ndarray, valid: np.ndarray,
                   matrices: np.ndarray, features: torch.Tensor, options: LipSyncOptions,
-                  progress: ProgressCallback) -> Iterator[np.ndarray]:  # fmt: skip
+                  progress: ProgressCallback, timer: overlap.StageTimes | None = None
+                  ) -> Iterator[np.ndarray]:  # fmt: skip
         """Output frames at 25 fps: each model frame's own face, its mouth re-generated, pasted back.
 
         With ``options.overlap`` the next window is read, aligned and VAE-encoded on a worker thread while this
@@ -495,6 +503,7 @@ class LipSyncPipeline:
         noise, generator = self._initial_noise(options)
         denoiser = self._denoiser(options)  # one per video: the step cache persists across windows
         total = math.ceil(len(schedule) / FRAMES_PER_CALL)
+        timer = timer if timer is not None else overlap.StageTimes()
 
         def prepare(item: tuple[int, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, _Prepared | None]:
             start, frames = item
@@ -504,17 +513,23 @@ class LipSyncPipeline:
                         if keep.any() else None)  # fmt: skip
             return start, frames, sources, keep, prepared
 
+        def timed_prepare(item: tuple[int, np.ndarray]):
+            with timer.measure("prepare"):
+                return prepare(item)
+
         windows = _numbered(batches)
-        prepared_windows = (overlap.pipelined(windows, [overlap.Stage("prepare", prepare)]) if options.overlap
-                            else map(prepare, windows))  # fmt: skip
+        prepared_windows = (overlap.pipelined(windows, [overlap.Stage("prepare", prepare)], timer=timer)
+                            if options.overlap else map(timed_prepare, windows))  # fmt: skip
         try:
             for k, (start, frames, sources, keep, prepared) in enumerate(prepared_windows):
                 progress("lip sync", k, total)
                 out = frames.copy()
                 if prepared is not None:
                     audio = audio_windows(features, start, len(frames))[torch.from_numpy(keep).to(features.device)]
-                    faces = self._denoise_faces(prepared, audio, noise, options, denoiser)
-                    out[keep] = paste_back(frames[keep], faces, matrices[sources[keep]])
+                    with timer.measure("denoise"):
+                        faces = self._denoise_faces(prepared, audio, noise, options, denoiser)
+                    with timer.measure("paste"):
+                        out[keep] = paste_back(frames[keep], faces, matrices[sources[keep]])
                 yield out
         finally:
             close = getattr(prepared_windows, "close", None)

@@ -268,6 +268,8 @@ def test_overlap_is_byte_identical_and_step_caching_is_wired(tiny_pipeline, tmp_
                           ("full_steps", {"overlap": False, "cache_interval": 1})):  # fmt: skip
         runs[name] = tiny_pipeline(video, audio, tmp_path / f"{name}.mp4", dataclasses.replace(options, **changes))
     assert runs["overlap"].output.read_bytes() == runs["sequential"].output.read_bytes()
+    for run in runs.values():  # busy seconds per stage, for the speed benchmark
+        assert {"prepare", "denoise", "paste", "encode"} <= set(run.stage_busy) and run.stage_busy["denoise"] > 0
     cached, full = (media.read_video_frames(runs[n].output).astype(np.int16) for n in ("sequential", "full_steps"))
     assert np.abs(cached - full).max() > 0  # caching changes the result a little (its steps skip deep layers)
     with pytest.raises(InputError, match="cache_interval must be an integer from 1"):
