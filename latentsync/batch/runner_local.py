@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import queue as queue_module
 import signal
+import threading
 from collections.abc import Iterator, Sequence
 
 from latentsync.batch.jobs import Job
@@ -33,6 +34,7 @@ def run_local(jobs: Sequence[Job], settings: WorkerSettings, workers: int = 1,
 
 _pipelines: PipelineCache | None = None
 _progress_queue = None
+CLEANUP_GRACE_S = 20.0  # seconds a terminated worker may spend removing a row's temporary files
 _in_row = False  # a row is running in this worker (SIGTERM then unwinds it instead of exiting at once)
 
 
@@ -42,6 +44,11 @@ def _stop(signum: int, frame) -> None:
     from latentsync.cli import EXIT_SIGNAL_BASE, Interrupted
 
     if _in_row:
+        # Unwind the row so its clean-up runs, but never outlive the parent's terminate(): if the clean-up is stuck
+        # (e.g. joining a pipeline worker thread blocked in a native call), a watchdog ends the process anyway.
+        watchdog = threading.Timer(CLEANUP_GRACE_S, os._exit, args=(EXIT_SIGNAL_BASE + signum,))
+        watchdog.daemon = True
+        watchdog.start()
         raise Interrupted(signum)
     os._exit(EXIT_SIGNAL_BASE + signum)
 
