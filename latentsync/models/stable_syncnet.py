@@ -248,16 +248,10 @@ def load_stable_syncnet(path, config: StableSyncNetConfig, device: torch.device 
 
     from latentsync.errors import CheckpointError
 
-    path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from latentsync.models.weights_file import read_weights_file
 
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch / pickle / safetensors raise their own types for a bad file
-        raise CheckpointError(f"cannot read StableSyncNet checkpoint {path}: {err}") from err
+    path = Path(path)
+    state = read_weights_file(path, "StableSyncNet checkpoint")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     model = StableSyncNet(config)

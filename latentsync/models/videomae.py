@@ -150,16 +150,10 @@ def load_videomae(path: str | Path, config: VideoMAEConfig = VideoMAEConfig(), d
     order as the reference does) or a safetensors file; frozen, eval mode."""
     from latentsync.errors import CheckpointError
 
-    path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from latentsync.models.weights_file import read_weights_file
 
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch / pickle / safetensors raise their own types for a bad file
-        raise CheckpointError(f"cannot read VideoMAE checkpoint {path}: {err}") from err
+    path = Path(path)
+    state = read_weights_file(path, "VideoMAE checkpoint")
     for wrapper in ("model", "module"):
         if isinstance(state.get(wrapper), dict):
             state = state[wrapper]
