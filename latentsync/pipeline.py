@@ -370,9 +370,19 @@ class LipSyncPipeline:
             with media.VideoWriter(output, width=info.width, height=info.height, fps=fps, audio=audio,
                                    crf=options.crf, audio_seconds=plan.audio_seconds,
                                    create_folders=True) as writer:  # fmt: skip
-                for chunk in generated:
-                    with timer.measure("encode"):
-                        writer.write(chunk)
+                if fps == media.VIDEO_FPS and options.overlap:
+                    # Paste-back and encoding drain the denoiser on worker threads, in order (bounded queues).
+                    stages = [overlap.Stage("paste", _paste_window), overlap.Stage("encode", writer.write)]
+                    with overlap.drained(stages, timer=timer) as sink:
+                        for window in generated:
+                            sink.put(window)
+                else:
+                    for window in generated:
+                        if isinstance(window, _Window):
+                            with timer.measure("paste"):
+                                window = _paste_window(window)
+                        with timer.measure("encode"):
+                            writer.write(window)
             # 6. Optionally, how well the mouth follows the new audio, before and after (on the 25 fps timeline).
             before = after = None
             if options.score_sync:
@@ -494,8 +504,9 @@ class LipSyncPipeline:
     def _generate(self, batches: Iterator[np.ndarray], schedule: np.ndarray, valid: np.ndarray,
                   matrices: np.ndarray, features: torch.Tensor, options: LipSyncOptions,
                   progress: ProgressCallback, timer: overlap.StageTimes | None = None
-                  ) -> Iterator[np.ndarray]:  # fmt: skip
-        """Output frames at 25 fps: each model frame's own face, its mouth re-generated, pasted back.
+                  ) -> Iterator[_Window]:  # fmt: skip
+        """Windows at 25 fps, ready to paste back (:func:`_paste_window`): each model frame's own face with its
+        mouth re-generated.
 
         With ``options.overlap`` the next window is read, aligned and VAE-encoded on a worker thread while this
         thread denoises the current one (one worker: the VAE's draws from the seeded generator stay in order, so
@@ -523,14 +534,12 @@ class LipSyncPipeline:
         try:
             for k, (start, frames, sources, keep, prepared) in enumerate(prepared_windows):
                 progress("lip sync", k, total)
-                out = frames.copy()
+                faces = None
                 if prepared is not None:
                     audio = audio_windows(features, start, len(frames))[torch.from_numpy(keep).to(features.device)]
                     with timer.measure("denoise"):
                         faces = self._denoise_faces(prepared, audio, noise, options, denoiser)
-                    with timer.measure("paste"):
-                        out[keep] = paste_back(frames[keep], faces, matrices[sources[keep]])
-                yield out
+                yield _Window(frames, keep, faces, matrices[sources[keep]])
         finally:
             close = getattr(prepared_windows, "close", None)
             if close is not None:  # stop and join the worker thread when the consumer stops early
@@ -653,6 +662,26 @@ class _Prepared:
     pixels: torch.Tensor  # (n, 3, res, res) in [-1, 1]
     masked: torch.Tensor  # (n, 4, h, w) latents of the faces with the lower half masked
     reference: torch.Tensor  # (n, 4, h, w) latents of the whole faces
+
+
+@dataclass(frozen=True)
+class _Window:
+    """One window of 25 fps output before paste-back: the frames, which of them have a face, the generated faces
+    ((k, 3, res, res), None when none has) and their alignments."""
+
+    frames: np.ndarray  # (n, H, W, 3) uint8
+    keep: np.ndarray  # (n,) bool
+    faces: torch.Tensor | None
+    matrices: np.ndarray  # (k, 2, 3)
+
+
+@torch.inference_mode()  # (grad mode is per thread: with overlap on, this runs on a worker thread)
+def _paste_window(window: _Window) -> np.ndarray:
+    """The window's output frames: the generated faces pasted back, the other frames untouched."""
+    out = window.frames.copy()
+    if window.faces is not None:
+        out[window.keep] = paste_back(window.frames[window.keep], window.faces, window.matrices)
+    return out
 
 
 def _vae_batch(options: LipSyncOptions) -> int | None:

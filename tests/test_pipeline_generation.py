@@ -17,6 +17,7 @@ from latentsync import media
 from latentsync.audio_features import audio_windows
 from latentsync.faces import FaceTracker, anchor_points, estimate_affines, latent_mask, mouth_mask, paste_back
 from latentsync.faces import warp_faces
+from latentsync.pipeline import _paste_window
 from latentsync.pipeline import DDIM_CONFIG, LATENT_CHANNELS, LipSyncOptions
 
 from .conftest import DEMO_AUDIO, DEMO_VIDEO
@@ -60,7 +61,8 @@ def generate_recorded(pipeline, frames, valid, matrices, features, options, chun
     handle = pipeline.unet.register_forward_hook(record, with_kwargs=True)
     try:
         schedule = np.arange(len(frames))
-        out = list(pipeline._generate(batches, schedule, valid, matrices, features, options, lambda *a: None))
+        windows = pipeline._generate(batches, schedule, valid, matrices, features, options, lambda *a: None)
+        out = [_paste_window(window) for window in windows]
     finally:
         handle.remove()
     assert [len(chunk) for chunk in out] == list(chunk_sizes)

@@ -345,3 +345,28 @@ def test_compile_option_wraps_the_unet(tiny_checkpoints):
         return
     pipeline = load_pipeline("1.5", device="cpu", dtype="float32", checkpoints_dir=tiny_checkpoints, compile=True)
     assert is_compiled(pipeline.unet) and pipeline.unet.config.cross_attention_dim == 16
+
+
+@pytest.mark.slow
+def test_an_error_while_pasting_on_a_drain_thread_propagates_and_leaves_nothing(tiny_pipeline, tmp_path, monkeypatch):
+    import threading
+
+    import latentsync.pipeline as pipeline_module
+
+    calls = []
+    real_paste = pipeline_module._paste_window
+
+    def failing_paste(window):  # fault injection on the paste-back thread's second window
+        calls.append(threading.current_thread().name)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure while pasting a window")
+        return real_paste(window)
+
+    monkeypatch.setattr(pipeline_module, "_paste_window", failing_paste)
+    video, audio = cut_video(tmp_path / "v.mp4", 8), speech(tmp_path / "a.wav", 1.0)  # 25 frames: two windows
+    out_dir = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="injected failure while pasting"):
+        tiny_pipeline(video, audio, out_dir / "o.mp4", ONE_STEP)
+    assert calls[0].startswith("overlap-paste")
+    assert not (out_dir / "o.mp4").exists() and list(out_dir.glob("*")) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("overlap-")]
