@@ -124,3 +124,28 @@ def test_argument_errors_exit_2(tmp_path, capsys):
     assert "unknown device 'tpu'" in capsys.readouterr().err
     assert main([str(tmp_path / "jobs.tsv"), str(tmp_path / "out")]) == EXIT_INPUT
     assert not (tmp_path / "out").exists()  # nothing ran, nothing was written
+
+
+def test_interrupted_batch_counts_a_row_whose_output_landed_as_ok_and_the_rest_as_not_run(tmp_path, monkeypatch):
+    """Fault injection: the worker renames row 1's output into place, then the batch is interrupted before that
+    row's result comes back. The summary must agree with what a re-run would do (skip row 1, run row 2)."""
+    from latentsync.batch import run as run_module
+
+    for name in ("a.mp4", "a.wav", "b.mp4", "b.wav"):
+        (tmp_path / name).write_bytes(b"x")
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("video,audio\na.mp4,a.wav\nb.mp4,b.wav\n")
+    out = tmp_path / "out"
+
+    def runner(config, to_run, settings, progress):
+        Path(to_run[0].output).write_bytes(b"finished")
+        raise KeyboardInterrupt
+        yield  # (a generator, like the real runners)
+
+    monkeypatch.setattr(run_module, "_runner", runner)
+    with pytest.raises(KeyboardInterrupt):
+        run_module.run_batch(run_module.BatchConfig(jobs, out, show_progress=False))
+    rows = read_summary(out / SUMMARY_NAME)
+    assert [(r["row"], r["status"], r["error"]) for r in rows] == [
+        ("1", "ok", ""), ("2", "not run", "the batch was interrupted before this row finished")]
+    assert Path(rows[0]["output"]).is_file() and not Path(rows[1]["output"]).exists()

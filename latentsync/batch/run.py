@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from latentsync.batch.jobs import Job, RowError, read_jobs
-from latentsync.batch.summary import FAILED, SKIPPED, RowResult, count_by_status, write_summary
+from latentsync.batch.summary import FAILED, OK, SKIPPED, RowResult, count_by_status, write_summary
 from latentsync.batch.worker import WorkerSettings, output_exists
 
 NOT_RUN = "not run"  # only in the summary of an interrupted batch: rows it did not finish (a re-run does them)
@@ -77,9 +77,13 @@ def run_batch(config: BatchConfig) -> BatchReport:
             progress.row_done(result)
     finally:
         progress.close()
-        # 3. The summary, also when interrupted (then the rows not reached say so).
+        # 3. The summary, also when interrupted (then the rows not reached say so). A row whose worker renamed its
+        # output into place just before the interrupt, but whose result never came back, is finished (writes are
+        # atomic, and a re-run would skip it): it says ok, without the measures that were lost.
         for job in to_run:
-            results.setdefault(job.row, RowResult.for_job(job, NOT_RUN, INTERRUPTED_MESSAGE))
+            if job.row not in results:
+                results[job.row] = (RowResult.for_job(job, OK) if output_exists(job)
+                                    else RowResult.for_job(job, NOT_RUN, INTERRUPTED_MESSAGE))  # fmt: skip
         ordered = [results[number] for number in sorted(results)]
         summary_path = write_summary(ordered, out_dir)
     return BatchReport(ordered, summary_path)
