@@ -30,7 +30,8 @@ from typing import Any, ClassVar
 from latentsync import media
 from latentsync.errors import CheckpointError, InputError
 from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL
-from latentsync.pipeline import FRAMES_PER_CALL, LARGEST_FACE, LipSyncOptions, LipSyncResult, probe_face_input
+from latentsync.input_checks import LARGEST_FACE, probe_face_input
+from latentsync.pipeline import FRAMES_PER_CALL, LipSyncOptions, LipSyncResult
 
 VERSIONS = ("1.5", "1.6")
 # 1.5 rather than the reference app's 1.6: a quarter of the latent pixels, so far less GPU time (quota).

@@ -9,18 +9,20 @@ Arguments, devices, input files and the output path are all checked before the m
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from latentsync.errors import CheckpointError, InputError
-
-EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
-EXIT_SIGNAL_BASE = 128  # killed-by-signal convention: 130 for SIGINT (Ctrl-C), 143 for SIGTERM (docker stop, timeout)
-INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from latentsync.cli_common import (  # noqa: F401 -- re-exported: tests and older callers import them from here
+    EXIT_FAILURE,
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_SIGNAL_BASE,
+    INTERRUPT_SIGNALS,
+    Interrupted,
+    check_files_exist,
+    run_reporting_errors,
+    signals_interrupt,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,79 +115,15 @@ class TqdmProgress:
             self.bar = None
 
 
-def check_files_exist(args: argparse.Namespace, *names: str) -> None:
-    for name in names:
-        path = getattr(args, name)
-        if path is not None and not path.is_file():
-            raise InputError(f"--{name}: file not found: {Path(path).name}")  # the base name, as everywhere
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived. A KeyboardInterrupt, so it unwinds like Ctrl-C: every ``with`` and ``finally`` on the
-    way runs (temporary files and partial outputs are removed) and no ``except Exception`` swallows it."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def signals_interrupt(signums: tuple[int, ...] = INTERRUPT_SIGNALS) -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM raise :class:`Interrupted` (once: a second signal during the clean-up is
-    ignored so that the clean-up finishes). Signals the parent set to be ignored (``nohup``, background jobs) stay
-    ignored; the previous handlers come back afterwards. Only the main thread can handle signals: elsewhere a no-op."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-
-    def handler(signum: int, frame) -> None:
-        if not received:
-            received.append(signum)
-            raise Interrupted(signum)
-
-    previous = {}
-    for signum in signums:
-        if signal.getsignal(signum) is not signal.SIG_IGN:
-            previous[signum] = signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, signal.SIG_DFL if old is None else old)  # None: a handler not set from Python
-
-
-def run_reporting_errors(action: Callable[[], str], debug: bool) -> int:
-    """Run ``action`` (which returns the success message) and map failures to exit codes with one-line messages.
-
-    SIGINT / SIGTERM stop it in an orderly way (clean-up runs) with exit code 128 + the signal's number (130, 143).
-    """
-    try:
-        with signals_interrupt():
-            message = action()
-    except KeyboardInterrupt as err:
-        signum = getattr(err, "signum", signal.SIGINT)
-        print(f"interrupted ({signal.Signals(signum).name}): stopped, temporary files removed", file=sys.stderr)
-        return EXIT_SIGNAL_BASE + signum
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_INPUT
-    except (CheckpointError, RuntimeError, OSError, ValueError) as err:
-        if debug:
-            raise
-        print(f"failed: {err}", file=sys.stderr)
-        return EXIT_FAILURE
-    print(message)
-    return EXIT_OK
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def lipsync() -> str:
-        from latentsync.loading import load_pipeline, parse_device, parse_dtype
         from latentsync import media
-        from latentsync.pipeline import LipSyncOptions, probe_inputs, speaker_point
+        from latentsync.devices import parse_device, parse_dtype
+        from latentsync.input_checks import probe_inputs, speaker_point
+        from latentsync.loading import load_pipeline
+        from latentsync.pipeline import LipSyncOptions
 
         # 1. Everything that can be checked in a second, before the models load (seconds to minutes).
         options = LipSyncOptions(steps=args.steps, guidance_scale=args.guidance, seed=args.seed,

@@ -6,8 +6,9 @@ classifier-free guidance against all-zero audio; one initial noise shared by eve
 paste-back. What changes is the shape: video is decoded, aligned, diffused, restored and encoded chunk by chunk, so
 host memory does not grow with the video's length, and every file lives in a per-call temporary directory.
 
-Two passes over the video: the first finds the face in every frame (landmarks are small; a second run on the same
-video takes them from the on-disk cache, :mod:`latentsync.track_cache`), the second generates. When the audio is
+Two passes over the video: the first finds the face in every frame (:mod:`latentsync.face_pass`; landmarks are
+small; a second run on the same video takes them from the on-disk cache, :mod:`latentsync.track_cache`), the second
+generates. When the audio is
 longer than the video, the video is repeated as the length mode says (:mod:`latentsync.timeline`: played forwards
 and backwards by default, the reference's loop) and the first pass also writes a constant-rate copy that the second
 pass can read backwards exactly. A photo is one frame shown for the whole speech.
@@ -16,7 +17,7 @@ Frame rate: the model works at 25 fps. By default the output is 25 fps too (the 
 the reference does). With ``native_fps`` it keeps the video's own rate: faces are tracked on the native frames, the
 model generates the 25 fps timeline (each model frame from the native frame nearest its time), and every native
 frame gets the mouth of the model frame nearest its own time, warped with its own landmarks; all other pixels are
-its own. Cost: face analysis, warps and paste-backs scale with the native frame count (2.4x at 60 fps), the
+its own (:mod:`latentsync.native_fps`). Cost: face analysis, warps and paste-backs scale with the native frame count (2.4x at 60 fps), the
 diffusion (the bulk of the time) does not. The output is encoded once (libx264, ``crf``), its audio is the speech
 file's own track re-encoded to AAC at its own sample rate and channels (not the 16 kHz mono the model hears).
 """
@@ -24,7 +25,6 @@ file's own track re-encoded to AAC at its own sample rate and channels (not the 
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,28 +35,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentsync import media, overlap
+from latentsync import face_pass, media, overlap
 from latentsync.audio_features import audio_windows
 from latentsync.errors import InputError
-from latentsync.faces import FaceTrack, FaceTracker, LandmarkSmoothing, anchor_points, estimate_affines, latent_mask
-from latentsync.faces import mouth_mask, paste_back, resolve_track, warp_faces
+from latentsync.face_pass import DECODE_CHUNK
+from latentsync.faces import anchor_points, estimate_affines, latent_mask, mouth_mask, warp_faces
 from latentsync.faces.detection import MIN_FACE_HEIGHT, MIN_FACE_WIDTH
-from latentsync.faces.tracking import DEFAULT_MAX_GAP
 from latentsync.frame_sources import StillFrames, VideoFrames, batched, schedule_runs
+from latentsync.generation_windows import GeneratedWindow, PreparedFaces, numbered, paste_window
+from latentsync.input_checks import LARGEST_FACE, parse_speaker, probe_inputs, speaker_point
+from latentsync.input_checks import probe_face_input  # noqa: F401 -- re-exported (the app imports it from here)
 from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL, CachedUNet
 from latentsync.models.low_memory import SequentialGuidance
+from latentsync.native_fps import native_rate_frames
+from latentsync.output_plan import OutputPlan, plan_output
 from latentsync.sync import SyncScore
 from latentsync.sync.mfcc import num_windows
-from latentsync.timeline import AUDIO_LENGTH_MODES, LENGTH_MODES, model_frame_for, native_frame_for
-from latentsync.timeline import pingpong_indices, source_schedule  # noqa: F401 -- pingpong_indices re-exported
+from latentsync.timeline import AUDIO_LENGTH_MODES, LENGTH_MODES
+from latentsync.timeline import pingpong_indices  # noqa: F401 -- re-exported (tests import it from here)
 
 FRAMES_PER_CALL = 16  # the UNet was trained on 16-frame windows; its ResNet GroupNorms span all frames of a call
-DECODE_CHUNK = FRAMES_PER_CALL * 4  # frames per decoded chunk in the face-analysis pass
-INTERMEDIATE_CRF = 10  # near-lossless constant-rate copy used for ping-pong playback
 LATENT_CHANNELS = 4
 DEFAULT_STEPS, DEFAULT_GUIDANCE, DEFAULT_SEED = 20, 1.5, 1247  # the reference's inference.sh / gradio defaults
 MAX_STEPS = 1000  # the scheduler's training steps: more inference steps than that are meaningless
-LARGEST_FACE = "largest"  # LipSyncOptions.speaker: the largest face starts the track (the reference's choice)
 
 # The reference's configs/scheduler_config.json as resolved by diffusers (README §4.8): timesteps 951, 901, ..., 1.
 DDIM_CONFIG = {
@@ -73,44 +74,7 @@ DDIM_CONFIG = {
 
 ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
 _runs = schedule_runs  # the old private name, kept for the tests that import it
-
-
-def parse_speaker(text: str) -> tuple[float, float] | None:
-    """``"largest"`` → None; ``"x,y"`` → (x, y): pixels, or fractions of the width and height when both are <= 1.
-
-    Raises :class:`InputError` naming the argument, the rule and the value."""
-    if not isinstance(text, str):
-        raise InputError(f"speaker must be a string, 'largest' or 'x,y', got {text!r}")
-    if text.strip().lower() == LARGEST_FACE:
-        return None
-    parts = text.replace(" ", "").split(",")
-    try:
-        x, y = (float(part) for part in parts)
-    except ValueError:
-        raise InputError(
-            f"speaker must be 'largest' or a point 'x,y' on the speaker's face in the first frame (pixels, or "
-            f"fractions of the width and height such as '0.3,0.4'), got {text!r}"
-        ) from None
-    if not (math.isfinite(x) and math.isfinite(y) and x >= 0 and y >= 0):
-        raise InputError(f"speaker: the point's coordinates must be finite and >= 0, got {text!r}")
-    return x, y
-
-
-def speaker_point(text: str, width: int, height: int) -> tuple[float, float] | None:
-    """The speaker point in pixels of a ``width`` x ``height`` frame (None: the largest face); InputError if the
-    point lies outside the frame."""
-    point = parse_speaker(text)
-    if point is None:
-        return None
-    x, y = point
-    if x <= 1 and y <= 1:
-        x, y = x * (width - 1), y * (height - 1)
-    if x > width - 1 or y > height - 1:
-        raise InputError(
-            f"speaker: the point ({point[0]:g}, {point[1]:g}) lies outside the {width}x{height} frame "
-            f"(x must be below {width} and y below {height} pixels, or both fractions <= 1)"
-        )
-    return x, y
+_paste_window = paste_window  # the name the call uses, so that a test can inject a fault on the paste-back thread
 
 
 @dataclass(frozen=True)
@@ -226,63 +190,6 @@ class LipSyncResult:
         return text
 
 
-def probe_face_input(video: str | os.PathLike) -> media.MediaInfo:
-    """Check with ffprobe alone that ``video`` has a picture: a video that plays, or a still photo (PNG, JPEG,
-    WebP...: then ``info.still_image``); its info. :class:`InputError` otherwise."""
-    info = media.probe(video)
-    if info.has_video and info.still_image:  # a photo: shown for the whole speech
-        if info.width <= 0 or info.height <= 0:
-            raise InputError(
-                f"{info.path.name} is not a valid image: its picture could not be read. Please upload a photo "
-                "(PNG, JPEG or WebP) or a video of a face."
-            )
-        return info
-    return media.check_video(info)  # a picture that plays: not audio only, not empty
-
-
-def probe_inputs(video: str | os.PathLike, audio: str | os.PathLike) -> media.MediaInfo:
-    """Check with ffprobe alone (no decoding) that ``video`` has a picture (:func:`probe_face_input`) and ``audio``
-    has sound; the video's info.
-
-    Cheap enough to run before loading any model, so a wrong file is reported before anything slow happens.
-    """
-    info = probe_face_input(video)
-    if not media.probe(audio).has_audio:
-        raise InputError(f"{Path(audio).name} has no audio track; please provide speech audio (or a video with sound).")
-    return info
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """How long the output is and which source frame each output frame shows."""
-
-    fps: Fraction  # the output's frame rate
-    schedule: np.ndarray  # (num_out,) source frame per output frame (at ``fps``)
-    model_sources: np.ndarray  # (num_model,) source frame per model (25 fps) frame
-    model_for_output: np.ndarray  # (num_out,) model frame whose mouth each output frame shows
-    waveform: np.ndarray  # the model's audio: the speech, cut or padded with silence in length mode "video"
-    audio_seconds: float | None  # mux the speech cut/padded to this length (None: as it is)
-
-
-def _plan(mode: str, num_source: int, fps: Fraction, waveform: np.ndarray, num_out_audio: int) -> _Plan:
-    """The output's frames: ``num_out_audio`` (the speech's length at ``fps``) unless ``mode`` is "video"."""
-    audio_seconds = None
-    num_out = num_out_audio
-    if mode == "video":
-        num_out = num_source
-        audio_seconds = float(num_out / fps)
-        samples = round(audio_seconds * media.SAMPLE_RATE)
-        waveform = np.pad(waveform[:samples], (0, max(samples - len(waveform), 0)))
-    schedule = source_schedule(mode, num_source, num_out)
-    num_model = media.frames_for_duration(float(num_out / fps))
-    if fps == media.VIDEO_FPS:
-        out_for_model = model_for_output = np.arange(num_out)
-    else:
-        out_for_model = np.minimum(native_frame_for(np.arange(num_model), fps, media.VIDEO_FPS), num_out - 1)
-        model_for_output = np.minimum(model_frame_for(np.arange(num_out), fps, media.VIDEO_FPS), num_model - 1)
-    return _Plan(fps, schedule, schedule[out_for_model], model_for_output, waveform, audio_seconds)
-
-
 class LipSyncPipeline:
     """Models, face backend and settings, loaded once; call it per request (it mutates nothing shared)."""
 
@@ -336,12 +243,13 @@ class LipSyncPipeline:
             copy_path = Path(workdir) / "frames.mp4" if may_repeat else None
             if photo:
                 still = media.read_image(video, info)
-                track, cached = self._track_photo(still, point), False
+                track, cached = face_pass.track_photo(self.face_backend, still, point), False
                 source = StillFrames(still)
             else:
-                track, cached = self._track_faces(Path(video), info, fps, count, point, copy_path, options, progress)
+                track, cached = face_pass.track_video(self.face_backend, Path(video), info, fps, count, point,
+                                                      copy_path, options.face_cache, progress)  # fmt: skip
             # 3. Which source frame each output frame shows, the audio the model hears, the alignment of every frame.
-            plan = _plan(options.length_mode, track.num_frames, fps, speech, num_out_audio)
+            plan = plan_output(options.length_mode, track.num_frames, fps, speech, num_out_audio)
             num_out = len(plan.schedule)
             looped = track.num_frames < num_out
             if options.score_sync and num_windows(len(plan.model_sources), len(plan.waveform)) < 1:
@@ -378,7 +286,7 @@ class LipSyncPipeline:
                             sink.put(window)
                 else:
                     for window in generated:
-                        if isinstance(window, _Window):
+                        if isinstance(window, GeneratedWindow):
                             with timer.measure("paste"):
                                 window = _paste_window(window)
                         with timer.measure("encode"):
@@ -414,86 +322,6 @@ class LipSyncPipeline:
 
     # ------------------------------------------------------------------------------------------------ steps
 
-    def _tracker(self, fps: Fraction, point: tuple[float, float] | None) -> FaceTracker:
-        """The tracker, its gap and smoothing scaled from 25 fps frames to ``fps`` frames (the same seconds)."""
-        scale = float(fps) / media.VIDEO_FPS
-        smoothing = LandmarkSmoothing(LandmarkSmoothing().sigma_frames * scale) if scale != 1 else LandmarkSmoothing()
-        return FaceTracker(self.face_backend, max_gap=round(DEFAULT_MAX_GAP * scale), smoothing=smoothing,
-                           small_faces=True, start_point=point)  # small faces: processed, flagged in the summary
-
-    def _track_photo(self, frame: np.ndarray, point: tuple[float, float] | None) -> FaceTrack:
-        tracker = self._tracker(Fraction(media.VIDEO_FPS), point)
-        tracker.update(frame[None])
-        return tracker.finish()
-
-    def _track_settings(self, fps: Fraction, point: tuple[float, float] | None, tracker: FaceTracker) -> dict:
-        """Everything besides the video's bytes that the face track depends on (the cache key)."""
-        backend = self.face_backend
-        return {
-            "backend": getattr(backend, "name", type(backend).__name__),
-            "backend_min_score": tracker.min_score,
-            "backend_max_detect_side": getattr(backend, "max_detect_side", None),
-            "backend_device": str(getattr(backend, "device", "cpu")),  # GPU and CPU kernels round differently
-            "speaker": None if point is None else [round(point[0], 3), round(point[1], 3)],
-            "fps": f"{fps.numerator}/{fps.denominator}",
-            "max_gap": tracker.max_gap,
-            "sigma_frames": None if tracker.smoothing is None else tracker.smoothing.sigma_frames,
-            "small_faces": tracker.small_faces,
-        }
-
-    def _track_faces(self, video: Path, info: media.MediaInfo, fps: Fraction, count: int | None,
-                     point: tuple[float, float] | None, copy_path: Path | None, options: LipSyncOptions,
-                     progress: ProgressCallback) -> tuple[FaceTrack, bool]:  # fmt: skip
-        """The face track of the first ``count`` frames at ``fps`` (all of them if None or the video is shorter),
-        from the cache when it holds them; whether it did."""
-        from latentsync.track_cache import TrackCache, track_key
-
-        tracker = self._tracker(fps, point)
-        resolve = lambda records: resolve_track(records, tracker.max_gap, tracker.smoothing, tracker.min_size)  # noqa: E731
-        cache = key = None
-        if options.face_cache:
-            cache = TrackCache.from_env()
-            key = track_key(video, self._track_settings(fps, point, tracker))
-            hit = cache.load(key)
-            if hit is not None and (hit.complete or (count is not None and len(hit.records) >= count)):
-                if copy_path is not None:
-                    self._write_copy(video, info, fps, count, copy_path, progress)
-                records = hit.records if count is None else hit.records.prefix(count)
-                return resolve(records), True
-        total = max(min(info.frames_at(fps), count or info.frames_at(fps)), 1)
-        done = 0
-        copy = media.VideoWriter(copy_path, width=info.width, height=info.height, fps=fps,
-                                 crf=INTERMEDIATE_CRF) if copy_path else None  # fmt: skip
-        try:
-            for chunk in media.iter_video_frames(video, DECODE_CHUNK, count=count, info=info, fps=fps):
-                tracker.update(chunk)
-                if copy:
-                    copy.write(chunk)
-                done += len(chunk)
-                progress("analysing faces", min(done, total), total)
-        except BaseException:
-            if copy:
-                copy.abort()
-            raise
-        if copy:
-            copy.close()
-        records = tracker.records()
-        track = resolve(records)  # raises when no face was found: nothing is cached then
-        if cache is not None:
-            cache.store(key, records, complete=count is None or len(records) < count)
-        return track, False
-
-    def _write_copy(self, video: Path, info: media.MediaInfo, fps: Fraction, count: int | None, copy_path: Path,
-                    progress: ProgressCallback) -> None:  # fmt: skip
-        """The constant-rate copy alone (the face track came from the cache)."""
-        total = max(min(info.frames_at(fps), count or info.frames_at(fps)), 1)
-        done = 0
-        with media.VideoWriter(copy_path, width=info.width, height=info.height, fps=fps, crf=INTERMEDIATE_CRF) as copy:
-            for chunk in media.iter_video_frames(video, DECODE_CHUNK, count=count, info=info, fps=fps):
-                copy.write(chunk)
-                done += len(chunk)
-                progress("copying frames", min(done, total), total)
-
     def _initial_noise(self, options: LipSyncOptions) -> tuple[torch.Tensor, torch.Generator]:
         generator = torch.Generator("cpu").manual_seed(options.seed)
         size = self.resolution // 8
@@ -504,7 +332,7 @@ class LipSyncPipeline:
     def _generate(self, batches: Iterator[np.ndarray], schedule: np.ndarray, valid: np.ndarray,
                   matrices: np.ndarray, features: torch.Tensor, options: LipSyncOptions,
                   progress: ProgressCallback, timer: overlap.StageTimes | None = None
-                  ) -> Iterator[_Window]:  # fmt: skip
+                  ) -> Iterator[GeneratedWindow]:  # fmt: skip
         """Windows at 25 fps, ready to paste back (:func:`_paste_window`): each model frame's own face with its
         mouth re-generated.
 
@@ -516,7 +344,7 @@ class LipSyncPipeline:
         total = math.ceil(len(schedule) / FRAMES_PER_CALL)
         timer = timer if timer is not None else overlap.StageTimes()
 
-        def prepare(item: tuple[int, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, _Prepared | None]:
+        def prepare(item: tuple[int, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, PreparedFaces | None]:
             start, frames = item
             sources = schedule[start : start + len(frames)]
             keep = valid[sources]  # frames without a usable face pass through untouched
@@ -528,7 +356,7 @@ class LipSyncPipeline:
             with timer.measure("prepare"):
                 return prepare(item)
 
-        windows = _numbered(batches)
+        windows = numbered(batches)
         prepared_windows = (overlap.pipelined(windows, [overlap.Stage("prepare", prepare)], timer=timer)
                             if options.overlap else map(timed_prepare, windows))  # fmt: skip
         try:
@@ -539,57 +367,27 @@ class LipSyncPipeline:
                     audio = audio_windows(features, start, len(frames))[torch.from_numpy(keep).to(features.device)]
                     with timer.measure("denoise"):
                         faces = self._denoise_faces(prepared, audio, noise, options, denoiser)
-                yield _Window(frames, keep, faces, matrices[sources[keep]])
+                yield GeneratedWindow(frames, keep, faces, matrices[sources[keep]])
         finally:
             close = getattr(prepared_windows, "close", None)
             if close is not None:  # stop and join the worker thread when the consumer stops early
                 close()
         progress("lip sync", total, total)
 
-    def _generate_native(self, source, plan: _Plan, valid: np.ndarray, matrices: np.ndarray,
+    def _generate_native(self, source, plan: OutputPlan, valid: np.ndarray, matrices: np.ndarray,
                          features: torch.Tensor, options: LipSyncOptions,
                          progress: ProgressCallback) -> Iterator[np.ndarray]:  # fmt: skip
-        """Output frames at the video's own rate. The model runs on the 25 fps timeline (model frame k: the output
-        frame nearest k / 25 s, audio window k); each output frame takes the generated mouth of the model frame
-        nearest its own time and keeps everything else of its own face: ``generated · (1 − mask) + own · mask``
-        in the aligned space of its own landmarks, then pasted back with its own alignment."""
+        """Output frames at the video's own rate (:func:`latentsync.native_fps.native_rate_frames`): the model runs
+        on the 25 fps timeline and each output frame takes the mouth of the model frame nearest its time."""
         noise, generator = self._initial_noise(options)
         denoiser = self._denoiser(options)  # one per video: the step cache persists across windows
-        model_batches = batched(source.frames(plan.model_sources), FRAMES_PER_CALL)
-        total = math.ceil(len(plan.model_sources) / FRAMES_PER_CALL)
-        faces: dict[int, torch.Tensor] = {}  # model frame -> (3, res, res) float, for the model frames still needed
-        generated_until = 0  # model frames [0, generated_until) are done
-        keep_mask = self.pixel_mask.float().cpu()  # (res, res), 1 = the frame's own pixels
-        start = 0
-        for frames in batched(source.frames(plan.schedule), FRAMES_PER_CALL):
-            wanted = plan.model_for_output[start : start + len(frames)]  # (n,) model frame of each output frame
-            while generated_until <= wanted.max():
-                progress("lip sync", generated_until // FRAMES_PER_CALL, total)
-                inputs = next(model_batches)
-                sources = plan.model_sources[generated_until : generated_until + len(inputs)]
-                ok = valid[sources]
-                if ok.any():
-                    audio = audio_windows(features, generated_until, len(inputs))
-                    audio = audio[torch.from_numpy(ok).to(features.device)]
-                    made = self._lipsync_faces(inputs[ok], matrices[sources[ok]], audio, noise, generator, options,
-                                               denoiser)  # fmt: skip
-                    for k, face in zip(np.flatnonzero(ok) + generated_until, made.cpu()):
-                        faces[int(k)] = face
-                generated_until += len(inputs)
-            for k in [k for k in faces if k < wanted.min()]:
-                del faces[k]
-            sources = plan.schedule[start : start + len(frames)]
-            keep = valid[sources] & np.array([int(k) in faces for k in wanted])
-            out = frames.copy()
-            if keep.any():
-                own = torch.from_numpy(warp_faces(frames[keep], matrices[sources[keep]], self.resolution))
-                own = own.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (n, 3, res, res) in [-1, 1]
-                mouths = torch.stack([faces[int(k)] for k in wanted[keep]])
-                mixed = mouths * (1 - keep_mask) + own * keep_mask
-                out[keep] = paste_back(frames[keep], mixed, matrices[sources[keep]])
-            start += len(frames)
-            yield out
-        progress("lip sync", total, total)
+
+        def lipsync(first: int, faces: np.ndarray, face_matrices: np.ndarray, ok: np.ndarray) -> torch.Tensor:
+            audio = audio_windows(features, first, len(ok))[torch.from_numpy(ok).to(features.device)]
+            return self._lipsync_faces(faces, face_matrices, audio, noise, generator, options, denoiser)
+
+        yield from native_rate_frames(source, plan, valid, matrices, lipsync, self.pixel_mask, self.resolution,
+                                      FRAMES_PER_CALL, progress)  # fmt: skip
 
     def _lipsync_faces(self, frames: np.ndarray, matrices: np.ndarray, audio: torch.Tensor, noise: torch.Tensor,
                        generator: torch.Generator, options: LipSyncOptions,
@@ -610,16 +408,16 @@ class LipSyncPipeline:
 
     @torch.inference_mode()  # (grad mode is per thread: with overlap on, this runs on a worker thread)
     def _prepare_faces(self, frames: np.ndarray, matrices: np.ndarray, generator: torch.Generator,
-                       vae_batch: int | None = None) -> _Prepared:  # fmt: skip
+                       vae_batch: int | None = None) -> PreparedFaces:  # fmt: skip
         """Align ``frames`` and VAE-encode their masked and whole faces (the VAE samples from ``generator``)."""
         faces = torch.from_numpy(warp_faces(frames, matrices, self.resolution)).to(self.device)  # (n, res, res, 3)
         pixels = faces.permute(0, 3, 1, 2).to(self.dtype) / 127.5 - 1.0  # (n, 3, res, res) in [-1, 1]
         masked = self.vae.encode(pixels * self.pixel_mask, generator, batch_size=vae_batch)  # (n, 4, h, w)
         reference = self.vae.encode(pixels, generator, batch_size=vae_batch)  # (n, 4, h, w): the frame's own face
-        return _Prepared(pixels, masked, reference)
+        return PreparedFaces(pixels, masked, reference)
 
     @torch.inference_mode()
-    def _denoise_faces(self, prepared: _Prepared, audio: torch.Tensor, noise: torch.Tensor, options: LipSyncOptions,
+    def _denoise_faces(self, prepared: PreparedFaces, audio: torch.Tensor, noise: torch.Tensor, options: LipSyncOptions,
                        denoiser: CachedUNet | SequentialGuidance) -> torch.Tensor:  # fmt: skip
         """The DDIM loop and the VAE decode: (n, 3, res, res) float faces, nominally in [-1, 1]."""
         from diffusers import DDIMScheduler
@@ -655,45 +453,8 @@ class LipSyncPipeline:
         return (decoded * (1 - keep) + pixels * keep).float()
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """One window's aligned faces and their latents, ready for the denoiser."""
-
-    pixels: torch.Tensor  # (n, 3, res, res) in [-1, 1]
-    masked: torch.Tensor  # (n, 4, h, w) latents of the faces with the lower half masked
-    reference: torch.Tensor  # (n, 4, h, w) latents of the whole faces
-
-
-@dataclass(frozen=True)
-class _Window:
-    """One window of 25 fps output before paste-back: the frames, which of them have a face, the generated faces
-    ((k, 3, res, res), None when none has) and their alignments."""
-
-    frames: np.ndarray  # (n, H, W, 3) uint8
-    keep: np.ndarray  # (n,) bool
-    faces: torch.Tensor | None
-    matrices: np.ndarray  # (k, 2, 3)
-
-
-@torch.inference_mode()  # (grad mode is per thread: with overlap on, this runs on a worker thread)
-def _paste_window(window: _Window) -> np.ndarray:
-    """The window's output frames: the generated faces pasted back, the other frames untouched."""
-    out = window.frames.copy()
-    if window.faces is not None:
-        out[window.keep] = paste_back(window.frames[window.keep], window.faces, window.matrices)
-    return out
-
-
 def _vae_batch(options: LipSyncOptions) -> int | None:
     """Frames per VAE call: one at a time for low memory, else the VAE's own chunk size."""
     from latentsync.models.vae import LOW_MEMORY_VAE_BATCH_SIZE  # (diffusers: imported when a video is processed)
 
     return LOW_MEMORY_VAE_BATCH_SIZE if options.low_memory else None
-
-
-def _numbered(batches: Iterator[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
-    """(first frame index, batch) for consecutive batches."""
-    start = 0
-    for batch in batches:
-        yield start, batch
-        start += len(batch)

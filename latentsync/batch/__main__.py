@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from latentsync.cli import EXIT_OK, run_reporting_errors
+from latentsync.cli_common import EXIT_OK, run_reporting_errors
 
 EXIT_ROWS_FAILED = 3  # the batch ran to the end but at least one row failed (its error is in summary.csv)
 

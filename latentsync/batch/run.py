@@ -103,6 +103,6 @@ def _runner(config: BatchConfig, jobs: list[Job], settings: WorkerSettings, prog
 
 def _check_device(settings: WorkerSettings) -> None:
     """The single-clip CLI's checks, before any model loads: a device or dtype that cannot work is an InputError."""
-    from latentsync.loading import parse_device, parse_dtype
+    from latentsync.devices import parse_device, parse_dtype
 
     parse_dtype(settings.dtype, parse_device(settings.device))

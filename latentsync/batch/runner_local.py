@@ -41,7 +41,7 @@ _in_row = False  # a row is running in this worker (SIGTERM then unwinds it inst
 def _stop(signum: int, frame) -> None:
     """SIGTERM in a worker (the parent's ``Pool.terminate``): during a row, unwind it so that its temporary files go;
     otherwise exit at once, as the pool expects (an exception in its idle loop could leave a shared lock held)."""
-    from latentsync.cli import EXIT_SIGNAL_BASE, Interrupted
+    from latentsync.cli_common import EXIT_SIGNAL_BASE, Interrupted
 
     if _in_row:
         # Unwind the row so its clean-up runs, but never outlive the parent's terminate(): if the clean-up is stuck

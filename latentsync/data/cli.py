@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from latentsync.cli import run_reporting_errors
+    from latentsync.cli_common import run_reporting_errors
     from latentsync.data.options import DataOptions
     from latentsync.errors import InputError
 

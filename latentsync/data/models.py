@@ -15,7 +15,7 @@ class WorkerModels:
 
     @cached_property
     def device(self):
-        from latentsync.loading import parse_device
+        from latentsync.devices import parse_device
 
         return parse_device(self.options.device)
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from latentsync.errors import CheckpointError
-from latentsync.faces.detection import Face, check_frame, detection_scale
+from latentsync.faces.face_types import Face, check_frame, detection_scale
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 HOG_UPSAMPLE = 0  # 0: no upsampling; 1 also finds a weak false face on the astronaut's suit (README §12)

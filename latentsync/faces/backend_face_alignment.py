@@ -32,7 +32,7 @@ import torch
 
 from latentsync.checkpoints import FACE_ALIGNMENT_DETECTOR_FILE, FACE_ALIGNMENT_FAN_FILES
 from latentsync.errors import CheckpointError
-from latentsync.faces.detection import REFERENCE_MIN_SCORE, Face, check_frame, detection_scale
+from latentsync.faces.face_types import REFERENCE_MIN_SCORE, Face, check_frame, detection_scale
 
 # The file names, owned by the checkpoint registry (face-alignment's cache names; the Hub's auxiliary/ uses the same).
 DETECTOR_FILE = FACE_ALIGNMENT_DETECTOR_FILE

@@ -1,4 +1,5 @@
-"""Face detection + 68-point landmarks: the ``Face`` record, backend protocol, registry and face choice.
+"""Face detection + 68-point landmarks: the reference's face filters, face choice, the small-face retry and the
+backend registry (the ``Face`` record and the backend protocol live in :mod:`~latentsync.faces.face_types`).
 
 Two backends give iBUG-68 landmarks (the layout LatentSync 1.0 aligned with, README §2.1):
 
@@ -7,24 +8,31 @@ Two backends give iBUG-68 landmarks (the layout LatentSync 1.0 aligned with, REA
 * ``dlib``: dlib's HOG detector and the 68-point predictor from ``face-recognition-models``; real weights
   that ship with a pip package, used for offline tests (:mod:`latentsync.faces.backend_dlib`).
 
-The backends are imported only when loaded, so importing this package stays cheap.
+The backends are imported only when loaded, so importing this package stays cheap; they build on
+:mod:`~latentsync.faces.face_types`, never on this module.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-# The reference's face filters (README §4.5 step 1), applied to each backend's Face.box in frame pixels.
+from latentsync.faces.face_types import (  # noqa: F401 -- re-exported: the names lived here first
+    REFERENCE_MIN_SCORE,
+    Face,
+    LandmarkBackend,
+    check_frame,
+    detection_scale,
+)
+
+# The reference's face filters (README §4.5 step 1), applied to each backend's Face.box in frame pixels (and the
+# score filter, REFERENCE_MIN_SCORE, in face_types: the backends read it too).
 MIN_FACE_WIDTH = 50
 MIN_FACE_HEIGHT = 80
 MIN_ASPECT = 0.2  # width / height
 MAX_ASPECT = 1.5
-REFERENCE_MIN_SCORE = 0.5  # a detector probability; backends with other score scales set their own min_score
 # Small faces. A frame without a usable face at native size is searched again upscaled by this factor: dlib's HOG
 # detector scans an 80×80 window, so at 2× it finds faces of about 40 px (face-alignment's SFD finds small faces
 # natively and better when upscaled too). Faces below the reference's 50×80 are used, not refused, down to
@@ -38,35 +46,6 @@ MAX_UPSCALED_SIDE = 1920
 # would have been found at native size, so one found only upscaled is most likely a false detection (on the
 # astronaut test image with the face blanked out, a 95x100 px "face" on the suit appears at 2x).
 MAX_UPSCALED_FACE_SIDE = 80
-
-
-@dataclass(frozen=True, eq=False)
-class Face:
-    """One detected face in one frame."""
-
-    box: np.ndarray  # (4,) float32 x1, y1, x2, y2 in frame pixels
-    score: float  # detector confidence, on the backend's own scale (see the backend's ``min_score``)
-    landmarks: np.ndarray  # (68, 2) float32, iBUG-68 layout, (x, y) in frame pixels
-
-    @property
-    def width(self) -> float:
-        return float(self.box[2] - self.box[0])
-
-    @property
-    def height(self) -> float:
-        return float(self.box[3] - self.box[1])
-
-
-@runtime_checkable
-class LandmarkBackend(Protocol):
-    """Anything that finds faces with iBUG-68 landmarks in an RGB frame."""
-
-    name: str  # backends may also define ``min_score`` (float): faces scoring below it are not used
-
-    def detect(self, frame_rgb: np.ndarray) -> list[Face]:
-        """(H, W, 3) uint8 RGB → every face found (possibly none), in no particular order."""
-        ...
-
 
 REFERENCE_MIN_SIZE = (MIN_FACE_WIDTH, MIN_FACE_HEIGHT)
 SMALL_FACE_MIN_SIZE = (SMALL_FACE_MIN_SIDE, SMALL_FACE_MIN_SIDE)
@@ -96,14 +75,6 @@ def choose_face(faces: list[Face], min_score: float = REFERENCE_MIN_SCORE,
     return max(usable, key=lambda face: face.width * face.height)
 
 
-def detection_scale(frame_shape: tuple[int, ...], max_side: int | None) -> float:
-    """Factor (≤ 1) that brings the frame's longer side down to ``max_side`` for detection (1 if None)."""
-    longer = max(frame_shape[0], frame_shape[1])
-    if max_side is None or longer <= max_side:
-        return 1.0
-    return max_side / longer
-
-
 def detect_upscaled(backend: LandmarkBackend, frame_rgb: np.ndarray,
                     factor: int = SMALL_FACE_UPSCALE) -> list[Face]:  # fmt: skip
     """Faces found on ``frame_rgb`` enlarged ``factor`` times (bicubic), with boxes and landmarks mapped back to
@@ -125,13 +96,6 @@ def detect_upscaled(backend: LandmarkBackend, frame_rgb: np.ndarray,
         for face in backend.detect(enlarged)
     ]
     return [face for face in faces if max(face.width, face.height) < MAX_UPSCALED_FACE_SIDE]
-
-
-def check_frame(frame_rgb: np.ndarray) -> np.ndarray:
-    frame_rgb = np.asarray(frame_rgb)
-    if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 or frame_rgb.dtype != np.uint8:
-        raise ValueError(f"frame must be (H, W, 3) uint8 RGB, got {frame_rgb.dtype} {frame_rgb.shape}")
-    return frame_rgb
 
 
 BACKENDS = ("face_alignment", "dlib")

@@ -4,7 +4,7 @@ Finds the face in every frame with the package's face tracker (our landmark dete
 S3FD; the crop then follows the reference: box track smoothed, crop scale 0.4, 224x224), scores the video against
 its own soundtrack or ``--audio``, and prints offset, Sync-C (confidence, higher is better) and Sync-D (distance,
 lower is better). Exit codes as the main CLI: 0 success, 1 failure, 2 bad input, 130 / 143 interrupted by SIGINT /
-SIGTERM (the signals are handled in :func:`latentsync.cli.run_reporting_errors`).
+SIGTERM (the signals are handled in :func:`latentsync.cli_common.run_reporting_errors`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from latentsync.cli import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, check_files_exist, run_reporting_errors  # noqa: F401 (re-exported exit codes)
+from latentsync.cli_common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, check_files_exist, run_reporting_errors  # noqa: F401 (exit codes re-exported)
 from latentsync.sync.files import check_inputs, score_file
 
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     def score() -> str:
         from latentsync.checkpoints import resolve_sync_scoring
         from latentsync.faces import load_landmark_backend
-        from latentsync.loading import parse_device
+        from latentsync.devices import parse_device
         from latentsync.sync import SyncScorer
 
         # Arguments, device and input files first: a wrong one is reported before the weights load.

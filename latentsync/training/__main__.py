@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
+from latentsync.cli_common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK  # noqa: F401 -- EXIT_FAILURE: for callers
 
 
 def build_parser() -> argparse.ArgumentParser:
