@@ -133,6 +133,7 @@ class SyncNetTrainConfig:
     init_checkpoint: str | None = None  # starting weights (official {"state_dict"} file)
     val_samples: int = 2048  # windows scored at each validation
     enable_gradient_checkpointing: bool = False
+    version: str = "1.5"  # latent variant (model.pixel_space false): which registry entry supplies the VAE
 
 
 def _build(cls: type, values: dict[str, Any] | None, what: str) -> Any:

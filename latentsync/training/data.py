@@ -122,7 +122,9 @@ class IndexSeededDataset(Dataset):
 
 
 class SyncNetWindows(IndexSeededDataset):
-    """Items: ``frames`` (48, res/2, res) lower halves of 16 frames, ``mel`` (1, 80, 52), ``y`` (1,) 1 = in sync."""
+    """Items: ``frames`` (48, res/2, res) lower halves of 16 frames (``lower_half=False``: (48, res, res) whole
+    faces, which the latent variant's trainer encodes with the VAE), ``mel`` (1, 80, 52), ``y`` (1,) 1 = in sync,
+    and ``seed`` (int64) for the trainer's VAE posterior sampling."""
 
     min_frames = SYNCNET_MIN_FRAMES
 
@@ -152,6 +154,8 @@ class SyncNetWindows(IndexSeededDataset):
             "y": torch.tensor([float(in_sync)]),
             "start": torch.tensor(start),  # the mel window's first frame
             "frames_start": torch.tensor(frames_start),  # the frames' (== start iff y = 1)
+            # Drawn last, so the windows above are those of a dataset without it.
+            "seed": torch.tensor(int(rng.integers(SEED_BOUND)), dtype=torch.int64),
         }
 
 

@@ -6,7 +6,9 @@ Layout of a run's ``output_dir``:
   ``progress.json`` (the optimiser step, which fixes the data position: samples are index-seeded); replaced as a whole
   (written as ``state.tmp`` then renamed), so a crash mid-save leaves the previous state;
 * ``checkpoints/checkpoint-<step>.pt``: the official format ``{"global_step", "state_dict"}``, written atomically;
-* ``train.log``: one plain line per log step (also printed); TensorBoard events in ``logs/`` when it is installed.
+* ``train.log``: one plain line per log step (also printed); TensorBoard events in ``logs/`` when it is installed;
+* ``validation/step-<step>.mp4``: the UNet trainer's validation render at that step (its Sync-C / Sync-D are in
+  ``train.log``, TensorBoard and :attr:`TrainResult.validations`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ STATE_DIR = "state"
 PROGRESS_FILE = "progress.json"
 CHECKPOINT_DIR = "checkpoints"
 LOG_FILE = "train.log"
+VALIDATION_DIR = "validation"
 
 
 @dataclass
@@ -34,7 +37,74 @@ class TrainResult:
     final_step: int
     losses: dict[int, float] = field(default_factory=dict)
     checkpoints: list[Path] = field(default_factory=list)
-    validations: dict[int, dict[str, float]] = field(default_factory=dict)
+    validations: dict[int, dict[str, float]] = field(default_factory=dict)  # step -> scores (main process only)
+
+
+class StepBookkeeping:
+    """What ends every optimiser step, the same for both trainers: reduce the micro-batch losses over processes and
+    accumulation, count the step, advance the progress bar, log every ``log_every`` steps, and save the resumable
+    state and an official checkpoint every ``save_every`` steps (both also at the last step).
+
+    The loop calls :meth:`record` after each micro-batch; it returns True when that micro-batch completed an
+    optimiser step (``step`` is then the new count). :meth:`close` ends the run and returns the filled ``result``.
+    """
+
+    def __init__(self, accelerator, run, log: logging.Logger, result: TrainResult, desc: str) -> None:
+        from tqdm.auto import tqdm
+
+        self.accelerator, self.run, self.log, self.result = accelerator, run, log, result
+        self.step = result.final_step
+        self._micro_losses: list[float] = []
+        self._progress = tqdm(total=run.max_train_steps, initial=self.step,
+                              disable=not accelerator.is_main_process, desc=desc)
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.run.max_train_steps
+
+    def record(self, loss: torch.Tensor, model: torch.nn.Module,
+               terms: dict[str, torch.Tensor] | None = None) -> bool:
+        """Book one micro-batch's ``loss``; on a completed optimiser step also log it (with the unweighted loss
+        ``terms`` of this process's last micro-batch, if given) and save ``model`` when due."""
+        accelerator, run = self.accelerator, self.run
+        self._micro_losses.append(accelerator.reduce(loss.detach().float(), "mean").item())
+        if not accelerator.sync_gradients:
+            return False
+        self.step += 1
+        step = self.step
+        self.result.losses[step] = sum(self._micro_losses) / len(self._micro_losses)
+        self._micro_losses = []
+        self._progress.update(1)
+        last = step == run.max_train_steps
+        if step % run.log_every == 0 or last:
+            terms = {k: v.item() for k, v in (terms or {}).items()}
+            parts = " (" + " ".join(f"{k} {v:.4f}" for k, v in terms.items()) + ")" if terms else ""
+            self.log.info(f"step {step} loss {self.result.losses[step]:.5f}{parts}")
+            accelerator.log({"loss": self.result.losses[step], **terms}, step=step)
+        if step % run.save_every == 0 or last:
+            save_state(accelerator, run.output_dir, step)
+            if accelerator.is_main_process:
+                path = save_official_checkpoint(accelerator.unwrap_model(model).state_dict(), run.output_dir, step)
+                self.result.checkpoints.append(path)
+                self.log.info(f"saved {path}")
+        return True
+
+    @property
+    def validation_due(self) -> bool:
+        """Whether the step just counted is a validation step (on the main process, which validates)."""
+        every = self.run.validate_every
+        return bool(every) and self.step % every == 0 and self.accelerator.is_main_process
+
+    def record_validation(self, scores: dict[str, float]) -> None:
+        self.result.validations[self.step] = scores
+        self.accelerator.log(scores, step=self.step)
+
+    def close(self) -> TrainResult:
+        self._progress.close()
+        self.accelerator.wait_for_everyone()
+        self.accelerator.end_training()
+        self.result.final_step = self.step
+        return self.result
 
 
 def make_accelerator(output_dir: str | Path, mixed_precision: str, gradient_accumulation_steps: int):

@@ -102,6 +102,13 @@ def syncnet_frames(pred: torch.Tensor, batch: int, resolution: int) -> torch.Ten
     return lower_half(rearrange(pred, "(b f) c h w -> b (f c) h w", b=batch))
 
 
+def syncnet_latents(latents: torch.Tensor, lower_half_only: bool) -> torch.Tensor:
+    """Scaled (b, c, f, h, w) latents -> latent-space StableSyncNet input (b, f*c, h, w), channel = frame * c +
+    latent channel (the order its trainer encodes faces in); rows h/2.. when the net sees lower halves."""
+    frames = rearrange(latents, "b c f h w -> b (f c) h w")
+    return lower_half(frames) if lower_half_only else frames
+
+
 def total_loss(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
     """Weighted sum of the terms present (``weights`` keyed like ``terms``)."""
     return sum(weights[name] * value for name, value in terms.items())

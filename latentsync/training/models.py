@@ -35,13 +35,19 @@ class TrainingVae:
         return model.decode(latents.to(model.dtype) / VAE_SCALING_FACTOR + VAE_SHIFT_FACTOR).sample
 
 
+def vae_folder(version: str, checkpoints_dir: str | None) -> Path:
+    """The diffusers VAE folder of registry version ``version`` (the one the pipeline uses)."""
+    from latentsync.checkpoints import fetch, get_version, local_checkpoints_dir
+
+    return fetch(list(get_version(version).vae), local_checkpoints_dir(checkpoints_dir))[0].parent
+
+
 def whisper_and_vae_paths(version: str, checkpoints_dir: str | None) -> tuple[Path, Path]:
     """(Whisper checkpoint, VAE folder) of registry version ``version``, without fetching its UNet."""
     from latentsync.checkpoints import fetch, get_version, local_checkpoints_dir
 
-    spec = get_version(version)
-    paths = fetch([spec.whisper, *spec.vae], local_checkpoints_dir(checkpoints_dir))
-    return paths[0], paths[1].parent
+    whisper = fetch([get_version(version).whisper], local_checkpoints_dir(checkpoints_dir))[0]
+    return whisper, vae_folder(version, checkpoints_dir)
 
 
 def auxiliary_path(explicit: str | None, name: str, checkpoints_dir: str | None) -> Path:

@@ -3,23 +3,70 @@
 Half the windows pair the audio with its own frames (label 1), half with frames from another start of the same clip
 (label 0); the loss is the BCE of the embeddings' cosine similarity. Every ``validate_every`` steps the accuracy
 (cos > 0.5 means "in sync") and loss on ``val_samples`` windows of ``data.val_fileslist`` are logged.
+
+The pixel variants (``pixel_space: true``) see the 16 frames' pixels in [-1, 1], stacked on channels (48), lower
+halves. The latent variant (``syncnet_16_latent``, ``pixel_space: false``) sees the *whole* faces encoded by the
+frozen VAE of registry version ``version`` (the UNet's): per frame a posterior sample x 0.18215 (shift 0), stacked
+on channels as ``frame x 4 + latent channel`` (16 x 4 = 64 channels, 32 x 32 at 256 px), as the reference does;
+each window's posterior noise comes from its own generator (the item's ``seed``), so it depends only on the sample.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from einops import rearrange
 
 from latentsync.training import engine, losses
 from latentsync.training.config import SyncNetTrainConfig
+
+
+@dataclass(frozen=True)
+class VisualInput:
+    """What the visual tower sees of a batch: its frames as they are (pixel variants), or their VAE latents."""
+
+    vae: object | None = None  # the latent variant's frozen TrainingVae; None: pixels
+    latent_lower_half: bool = False  # latent variant with lower_half: keep the latents' lower rows
+
+    def __call__(self, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+        frames = batch["frames"].to(device)  # (b, f*3, h, w) in [-1, 1]
+        if self.vae is None:
+            return frames
+        generators = [torch.Generator().manual_seed(int(seed)) for seed in batch["seed"]]
+        latents = self.vae.encode_videos(rearrange(frames, "b (f c) h w -> b f c h w", c=3), generators)
+        # (b, 4, f, h/8, w/8) -> (b, f*4, h/8, w/8), channel = frame * 4 + latent channel (the UNet's sync loss
+        # feeds its predicted latents through the same function)
+        return losses.syncnet_latents(latents.float(), self.latent_lower_half)
+
+
+# The latent variant's VAE dtype per train.mixed_precision on an accelerator (the reference encodes in fp16); on the
+# CPU, half-precision convolutions are slow or missing, so it stays in float32 there.
+VAE_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def visual_input(config: SyncNetTrainConfig, device: torch.device, log) -> VisualInput:
+    """Pixels for the pixel variants; the frozen VAE (no gradient checkpointing: it runs without gradients) for the
+    latent one."""
+    from latentsync.models.stable_syncnet import StableSyncNetConfig
+
+    model_config = StableSyncNetConfig.from_dict(config.model)
+    if model_config.pixel_space:
+        return VisualInput()
+    from latentsync.models.vae import LatentVae
+    from latentsync.training.models import TrainingVae, vae_folder
+
+    folder = vae_folder(config.version, config.train.checkpoints_dir)
+    dtype = VAE_DTYPES[config.train.mixed_precision] if torch.device(device).type != "cpu" else torch.float32
+    log.info(f"latent-space StableSyncNet: frames encoded by the VAE in {folder} ({dtype})")
+    vae = TrainingVae(LatentVae.from_pretrained(folder, device, dtype), gradient_checkpointing=False)
+    return VisualInput(vae=vae, latent_lower_half=model_config.lower_half)
 
 
 def build_syncnet(config: SyncNetTrainConfig, log):
     from latentsync.models.stable_syncnet import StableSyncNet, StableSyncNetConfig, load_stable_syncnet
 
     model_config = StableSyncNetConfig.from_dict(config.model)
-    if not model_config.pixel_space:
-        raise ValueError("training the latent-space StableSyncNet (syncnet_16_latent) is not supported; "
-                         "use a pixel config (syncnet_16_pixel_attn or syncnet_16_pixel)")
     if config.data.resolution != model_config.resolution:
         raise ValueError(f"data.resolution ({config.data.resolution}) must equal model.resolution "
                          f"({model_config.resolution}): the visual tower is built for that face size")
@@ -33,13 +80,13 @@ def build_syncnet(config: SyncNetTrainConfig, log):
 
 
 @torch.no_grad()
-def evaluate(model, loader, max_samples: int, device) -> dict[str, float]:
+def evaluate(model, loader, max_samples: int, device, to_visual: VisualInput = VisualInput()) -> dict[str, float]:
     """Mean BCE loss and accuracy over up to ``max_samples`` windows."""
     was_training = model.training
     model.eval()
     total_loss, correct, seen = 0.0, 0.0, 0
     for batch in loader:
-        vision, audio = model(batch["frames"].to(device), batch["mel"].to(device))
+        vision, audio = model(to_visual(batch, device), batch["mel"].to(device))
         y = batch["y"].to(device)
         total_loss += losses.cosine_bce(vision.float(), audio.float(), y).sum().item()
         correct += losses.sync_accuracy(vision, audio, y).item() * len(y)
@@ -53,7 +100,6 @@ def evaluate(model, loader, max_samples: int, device) -> dict[str, float]:
 def train_syncnet(config: SyncNetTrainConfig, resume: bool = False) -> engine.TrainResult:
     """Run (or continue, with ``resume``) StableSyncNet training to ``config.train.max_train_steps`` steps."""
     from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
 
     from latentsync.training.data import SyncNetWindows, read_clip_paths
 
@@ -65,7 +111,9 @@ def train_syncnet(config: SyncNetTrainConfig, resume: bool = False) -> engine.Tr
     # 1. Model, data, optimiser, wrapped by accelerate.
     model = build_syncnet(config, log)
     log.info(f"StableSyncNet parameters: {sum(p.numel() for p in model.parameters()):,}")
-    lower_half = model.config.lower_half
+    to_visual = visual_input(config, accelerator.device, log)
+    # Pixel variants cut the lower halves in the dataset; the latent one encodes whole faces (and cuts latents).
+    lower_half = model.config.lower_half and model.config.pixel_space
     dataset = SyncNetWindows(read_clip_paths(data.train_fileslist), run.seed, data.resolution, lower_half,
                              data.samples_per_epoch, data.fixed_samples)
     loader = DataLoader(dataset, batch_size=data.batch_size, shuffle=False, drop_last=True,
@@ -78,45 +126,26 @@ def train_syncnet(config: SyncNetTrainConfig, resume: bool = False) -> engine.Tr
     optimizer = engine.make_optimizer(model.parameters(), opt)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     step = engine.load_state(accelerator, run.output_dir) if resume else 0
-    result = engine.TrainResult(final_step=step)
 
-    # 2. The loop.
-    progress = tqdm(total=run.max_train_steps, initial=step, disable=not accelerator.is_main_process, desc="syncnet")
-    step_losses: list[float] = []
+    # 2. The loop: forward, backward, clip, step, then count / log / checkpoint, and validate.
+    book = engine.StepBookkeeping(accelerator, run, log, engine.TrainResult(final_step=step), desc="syncnet")
     batches = engine.epochs(loader, dataset, step, run.gradient_accumulation_steps, accelerator)
-    while step < run.max_train_steps:
+    while not book.done:
         batch = next(batches)
         with accelerator.accumulate(model):
+            frames = to_visual(batch, accelerator.device)  # pixels, or latents (no gradient)
             with accelerator.autocast():
-                vision, audio = model(batch["frames"], batch["mel"])
+                vision, audio = model(frames, batch["mel"])
             loss = losses.cosine_bce(vision.float(), audio.float(), batch["y"]).mean()
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(model.parameters(), opt.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        step_losses.append(accelerator.reduce(loss.detach().float(), "mean").item())
-        if not accelerator.sync_gradients:
-            continue
-        step += 1
-        result.losses[step] = sum(step_losses) / len(step_losses)
-        step_losses = []
-        progress.update(1)
-        if step % run.log_every == 0 or step == run.max_train_steps:
-            log.info(f"step {step} loss {result.losses[step]:.5f}")
-            accelerator.log({"loss": result.losses[step]}, step=step)
-        if step % run.save_every == 0 or step == run.max_train_steps:
-            engine.save_state(accelerator, run.output_dir, step)
-            if accelerator.is_main_process:
-                path = engine.save_official_checkpoint(accelerator.unwrap_model(model).state_dict(), run.output_dir, step)
-                result.checkpoints.append(path)
-        if val_loader is not None and step % run.validate_every == 0 and accelerator.is_main_process:
-            scores = evaluate(accelerator.unwrap_model(model), val_loader, config.val_samples, accelerator.device)
-            result.validations[step] = scores
-            log.info(f"validation step {step}: loss {scores['val_loss']:.4f} accuracy {scores['val_accuracy']:.3f}")
-            accelerator.log(scores, step=step)
-    progress.close()
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    result.final_step = step
-    return result
+        if book.record(loss, model) and val_loader is not None and book.validation_due:
+            scores = evaluate(accelerator.unwrap_model(model), val_loader, config.val_samples, accelerator.device,
+                              to_visual)
+            log.info(f"validation step {book.step}: loss {scores['val_loss']:.4f} "
+                     f"accuracy {scores['val_accuracy']:.3f}")
+            book.record_validation(scores)
+    return book.close()

@@ -56,6 +56,10 @@ def load_frozen_nets(config: UNetTrainConfig, vae_dir: Path, device: torch.devic
         from latentsync.training.config import read_syncnet_model_section
 
         syncnet_config = StableSyncNetConfig.from_dict(read_syncnet_model_section(config.syncnet_config))
+        if not syncnet_config.pixel_space and syncnet_config.resolution != config.data.resolution:
+            raise ValueError(f"a latent-space StableSyncNet ({config.syncnet_config}) sees the UNet's latents "
+                             f"directly: its model.resolution ({syncnet_config.resolution}) must equal "
+                             f"data.resolution ({config.data.resolution})")
         path = auxiliary_path(config.syncnet_checkpoint, "stable_syncnet", aux_dir)
         nets.syncnet = load_stable_syncnet(path, syncnet_config, device)
         nets.syncnet.enable_gradient_checkpointing(config.enable_gradient_checkpointing)
@@ -94,13 +98,14 @@ def unet_loss_terms(batch: dict[str, torch.Tensor], unet, nets: FrozenNets, conf
     # 3. Predict the noise from [noisy | mask | masked | reference] and the audio.
     pred_noise = unet(torch.cat([noisy, masks, masked_latents, ref_latents], dim=1), timesteps, batch["audio"])
     terms = {"recon": losses.epsilon_mse(pred_noise, noise)}
-    # 4. Stage 2: decode the one-step x0 estimate and score it in pixel space.
-    needs_pixels = loss.pixel_space_supervise or nets.syncnet is not None
-    if not needs_pixels:
+    # 4. Stage 2: the one-step x0 estimate, decoded by the VAE for the pixel-space terms, scored.
+    pixel_syncnet = nets.syncnet is not None and nets.syncnet.config.pixel_space
+    if not (loss.pixel_space_supervise or nets.syncnet is not None):
         return terms
     pred_latents = losses.one_step_x0(noisy, pred_noise, timesteps, alphas_cumprod)
-    pred = nets.vae.decode_with_grad(rearrange(pred_latents, "b c f h w -> (b f) c h w"))  # ((b f), 3, H, W)
-    gt = rearrange(batch["gt"], "b f c h w -> (b f) c h w")
+    if loss.pixel_space_supervise or pixel_syncnet:
+        pred = nets.vae.decode_with_grad(rearrange(pred_latents, "b c f h w -> (b f) c h w"))  # ((b f), 3, H, W)
+        gt = rearrange(batch["gt"], "b f c h w -> (b f) c h w")
     if nets.lpips is not None:
         terms["lpips"] = losses.lpips_lower_half(nets.lpips, pred, gt)
     if nets.videomae is not None:
@@ -109,7 +114,10 @@ def unet_loss_terms(batch: dict[str, torch.Tensor], unet, nets: FrozenNets, conf
         to_video = lambda x: rearrange(x, "(b f) c h w -> b c f h w", b=b)
         terms["trepa"] = trepa_loss(nets.videomae, to_video(pred.float()), to_video(gt.float()))
     if nets.syncnet is not None:
-        frames = losses.syncnet_frames(pred.float(), b, nets.syncnet.config.resolution)
+        if pixel_syncnet:
+            frames = losses.syncnet_frames(pred.float(), b, nets.syncnet.config.resolution)
+        else:  # a latent-space StableSyncNet scores the predicted latents themselves, undecoded
+            frames = losses.syncnet_latents(pred_latents.float(), nets.syncnet.config.lower_half)
         vision, audio = nets.syncnet(frames.to(next(nets.syncnet.parameters()).dtype), batch["mel"])
         terms["sync"] = losses.sync_loss(vision.float(), audio.float())
     return terms
@@ -125,7 +133,6 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
     """Run (or continue, with ``resume``) UNet training to ``config.train.max_train_steps`` optimiser steps."""
     from diffusers import DDIMScheduler
     from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
 
     from latentsync.faces.mask import latent_mask
     from latentsync.pipeline import DDIM_CONFIG
@@ -133,6 +140,8 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
     from latentsync.training.models import whisper_and_vae_paths
 
     run = config.train
+    if run.validate_every:
+        check_validation_clips(config)
     accelerator = engine.make_accelerator(run.output_dir, run.mixed_precision, run.gradient_accumulation_steps)
     log = engine.make_logger(run.output_dir, accelerator.is_main_process, "unet")
     torch.manual_seed(run.seed)  # fresh weights are equal on every process (DDP also broadcasts them)
@@ -161,14 +170,12 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
     step = engine.load_state(accelerator, run.output_dir) if resume else 0
     if resume:
         log.info(f"resumed at step {step}")
-    result = engine.TrainResult(final_step=step)
 
-    # 3. The loop: forward, backward, clip, step, log, checkpoint, validate.
+    # 3. The loop: forward, backward, clip, step, then count / log / checkpoint, and validate.
     weights = loss_weights(config)
-    progress = tqdm(total=run.max_train_steps, initial=step, disable=not accelerator.is_main_process, desc="unet")
-    step_losses: list[float] = []
+    book = engine.StepBookkeeping(accelerator, run, log, engine.TrainResult(final_step=step), desc="unet")
     batches = engine.epochs(loader, dataset, step, run.gradient_accumulation_steps, accelerator)
-    while step < run.max_train_steps:
+    while not book.done:
         batch = next(batches)
         with accelerator.accumulate(unet):
             with accelerator.autocast():
@@ -179,30 +186,23 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
                 accelerator.clip_grad_norm_(params, opt.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        step_losses.append(accelerator.reduce(loss.detach().float(), "mean").item())
-        if not accelerator.sync_gradients:
-            continue
-        step += 1
-        result.losses[step] = sum(step_losses) / len(step_losses)
-        step_losses = []
-        progress.update(1)
-        if step % run.log_every == 0 or step == run.max_train_steps:
-            parts = " ".join(f"{k} {v.item():.4f}" for k, v in terms.items())
-            log.info(f"step {step} loss {result.losses[step]:.5f} ({parts})")
-            accelerator.log({"loss": result.losses[step], **{k: v.item() for k, v in terms.items()}}, step=step)
-        if step % run.save_every == 0 or step == run.max_train_steps:
-            engine.save_state(accelerator, run.output_dir, step)
-            if accelerator.is_main_process:
-                path = engine.save_official_checkpoint(accelerator.unwrap_model(unet).state_dict(), run.output_dir, step)
-                result.checkpoints.append(path)
-                log.info(f"saved {path}")
-        if run.validate_every and step % run.validate_every == 0 and accelerator.is_main_process:
-            result.validations[step] = validate(accelerator.unwrap_model(unet), config, step, whisper_path, vae_dir, log)
-    progress.close()
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    result.final_step = step
-    return result
+        if book.record(loss, unet, terms) and book.validation_due:
+            book.record_validation(validate(accelerator.unwrap_model(unet), config, book.step, whisper_path, vae_dir,
+                                            log))
+    return book.close()
+
+
+def check_validation_clips(config: UNetTrainConfig) -> None:
+    """Validation needs a video and a speech file; checked before training starts, not at the first validation."""
+    data = config.data
+    missing = [name for name in ("val_video_path", "val_audio_path") if not getattr(data, name)]
+    if missing:
+        raise ValueError(f"train.validate_every = {config.train.validate_every} needs "
+                         f"{' and '.join('data.' + m for m in missing)} (a talking-face video and a speech file); "
+                         f"set them, or validate_every: 0")
+    for name in ("val_video_path", "val_audio_path"):
+        if not Path(getattr(data, name)).is_file():
+            raise FileNotFoundError(f"data.{name}: no such file {getattr(data, name)!r}")
 
 
 def validate(unet, config: UNetTrainConfig, step: int, whisper_path: Path, vae_dir: Path, log) -> dict[str, float]:
@@ -216,22 +216,22 @@ def validate(unet, config: UNetTrainConfig, step: int, whisper_path: Path, vae_d
     from latentsync.sync import SyncScorer
 
     data = config.data
-    if not (data.val_video_path and data.val_audio_path):
-        raise ValueError("train.validate_every > 0 needs data.val_video_path and data.val_audio_path")
+    check_validation_clips(config)
     device = unet.device
     backend, face_dir, syncnet_path = resolve_sync_scoring(config.version, config.train.checkpoints_dir)
+    output = Path(config.train.output_dir) / engine.VALIDATION_DIR / f"step-{step}.mp4"
+    options = LipSyncOptions(steps=config.validation_steps, guidance_scale=config.validation_guidance,
+                             seed=config.train.seed, score_sync=True)
     was_training = unet.training
-    pipeline = LipSyncPipeline(
-        unet=unet.eval(), audio_encoder=WhisperAudioEncoder.from_checkpoint(whisper_path, device),
-        vae=LatentVae.from_pretrained(vae_dir, device), face_backend=load_landmark_backend(backend, device=device, weights_dir=face_dir),
-        resolution=data.resolution, device=device, dtype=unet.dtype, version=config.version,
-        sync_scorer=SyncScorer.from_checkpoint(syncnet_path, device))
-    output = Path(config.train.output_dir) / "validation" / f"step-{step}.mp4"
     try:
+        pipeline = LipSyncPipeline(
+            unet=unet.eval(), audio_encoder=WhisperAudioEncoder.from_checkpoint(whisper_path, device),
+            vae=LatentVae.from_pretrained(vae_dir, device),
+            face_backend=load_landmark_backend(backend, device=device, weights_dir=face_dir),
+            resolution=data.resolution, device=device, dtype=unet.dtype, version=config.version,
+            sync_scorer=SyncScorer.from_checkpoint(syncnet_path, device))
         with torch.no_grad():
-            result = pipeline(data.val_video_path, data.val_audio_path, output,
-                              LipSyncOptions(steps=config.validation_steps, guidance_scale=config.validation_guidance,
-                                             seed=config.train.seed, score_sync=True))
+            result = pipeline(data.val_video_path, data.val_audio_path, output, options)
     finally:
         unet.train(was_training)
     scores = {"sync_c": result.sync_after.confidence, "sync_d": result.sync_after.min_distance}
