@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from latentsync.audio_mel import MEL_WINDOW, mel_start, mel_window, wav2lip_mel
+from latentsync.pipeline import FRAMES_PER_CALL
 
-FRAMES_PER_WINDOW = 16  # the UNet and StableSyncNet are trained on 16-frame windows
+FRAMES_PER_WINDOW = FRAMES_PER_CALL  # the UNet and StableSyncNet are trained on the 16-frame windows inference uses
 SYNCNET_MIN_FRAMES = 2 * FRAMES_PER_WINDOW  # reference: SyncNet clips need >= 32 frames
 UNET_MIN_FRAMES = 3 * FRAMES_PER_WINDOW  # reference: >= 48 frames, so a reference window 16 frames away exists
 SYNCNET_RESOLUTION = 256  # StableSyncNet sees 256 px faces (lower half 128 x 256)
