@@ -60,3 +60,15 @@ def private_face_track_cache(tmp_path_factory):
         os.environ.pop(CACHE_DIR_ENV, None)
     else:
         os.environ[CACHE_DIR_ENV] = old
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: with tiny tensors on a shared 2-core machine, more threads mostly wait on
+    each other (the tiny training tests run ~3x faster)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

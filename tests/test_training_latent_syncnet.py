@@ -28,15 +28,6 @@ def clips(tmp_path_factory):
     return train, val
 
 
-@pytest.fixture
-def one_thread():
-    """Small tensors: on a shared 2-core machine, more threads mostly wait on each other (3 s instead of 11 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_latent_input_is_the_reference_encoding_of_whole_faces(tiny_checkpoints, clips, one_thread):
     """Each frame of the whole face -> VAE posterior sample x 0.18215; channels frame-major (frame x 4 + c)."""
     from latentsync.models.vae import LatentVae

@@ -51,15 +51,6 @@ def config_for(setup, name: str, validate_every: int):
            "data.val_video_path": str(video), "data.val_audio_path": str(audio)}))
 
 
-@pytest.fixture
-def one_thread():
-    """Small tensors: on a shared 2-core machine, more threads mostly wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 def test_validation_renders_scores_and_logs_without_disturbing_training(setup, one_thread):
     root = setup[0]
