@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
 from latentsync.training.config import load_syncnet_train_config
 from latentsync.training.syncnet_trainer import train_syncnet
-from latentsync.training.tiny import TINY_SYNCNET_RESOLUTION, write_synthetic_dataset, write_tiny_syncnet_yaml
+from latentsync.training.tiny import (
+    SYNC_RUN_FRAMES,
+    TINY_SYNCNET_RESOLUTION,
+    mouth_box,
+    write_sync_clip,
+    write_synthetic_dataset,
+    write_tiny_syncnet_yaml,
+)
 
 STEPS = 4
 
@@ -40,3 +48,40 @@ def test_syncnet_training_validates_and_writes_an_official_checkpoint(tmp_path):
     del initial_seeded
     moved = sum(not torch.equal(fresh.state_dict()[k], v) for k, v in model.state_dict().items())
     assert moved > 0
+
+
+def _mouth_and_sound(path):
+    """Per frame of a decoded clip: the mouth bar's mean grey level and the mean over the 80 bins of the mel column
+    nearest the frame's centre."""
+    from latentsync.audio_mel import MEL_COLUMNS_PER_SECOND
+    from latentsync.media import VIDEO_FPS
+    from latentsync.training.data import clip_mel, read_clip
+
+    clip, mel = read_clip(str(path), TINY_SYNCNET_RESOLUTION), clip_mel(str(path), TINY_SYNCNET_RESOLUTION)
+    rows, cols = mouth_box(TINY_SYNCNET_RESOLUTION)
+    mouth = clip.frames[:, rows, cols].mean(axis=(1, 2, 3))
+    centres = [round(MEL_COLUMNS_PER_SECOND * (k + 0.5) / VIDEO_FPS) for k in range(len(mouth))]
+    return mouth, mel[:, centres].mean(0).numpy()
+
+
+def _runs(flags):
+    edges = np.flatnonzero(np.diff(flags.astype(int))) + 1
+    return np.diff(np.concatenate([[0], edges, [len(flags)]]))
+
+
+def test_sync_clip_mouth_opens_exactly_while_the_burst_sounds(tmp_path):
+    mouth, sound = _mouth_and_sound(write_sync_clip(tmp_path / "sync.mp4", seed=5))
+    talking = mouth > 135  # open 240, closed 30 (H.264 moves them by a few levels)
+    assert np.all((mouth > 220) | (mouth < 45)), mouth
+    # A burst lights the whole mel column (~+0.9 on [-4, 4]); silence sits at the floor (-4), except that the 50 ms
+    # STFT window of a silent frame next to a burst catches a few of its samples (up to ~-0.5 on the log scale).
+    np.testing.assert_array_equal(sound > 0.4, talking)
+    quiet = ~talking & ~np.roll(talking, 1) & ~np.roll(talking, -1)
+    assert quiet.sum() > 5 and sound[quiet].max() < -3.0, sound[quiet]
+    inner = _runs(talking)[1:-1]  # the first and last runs are cut by the clip's ends
+    assert inner.min() >= SYNC_RUN_FRAMES[0] and inner.max() <= SYNC_RUN_FRAMES[1], inner
+
+    control_mouth, control_sound = _mouth_and_sound(write_sync_clip(tmp_path / "control.mp4", seed=5,
+                                                                    independent_audio=True))
+    np.testing.assert_array_equal(control_mouth > 135, talking)  # same face and mouth, unrelated sound
+    assert 0.3 < np.mean((control_sound > -2) == talking) < 0.8
