@@ -22,6 +22,7 @@ VERSION_COLUMN = "version"
 DEFAULT_VERSION = "1.5"  # the single-clip CLI's default
 ALIASES = {"guidance": "guidance_scale"}  # the single-clip CLI's --guidance
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "y", "on"), ("0", "false", "no", "n", "off")
+NUMBER_KINDS = {int: ((int,), "a whole number"), float: ((int, float), "a number")}  # accepted types, the error's words
 
 
 def _options_class():
@@ -91,24 +92,16 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
             return value.strip().lower() in TRUE_WORDS
         raise InputError(f"{name} must be true or false (also yes/no, 1/0), got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    if tp in NUMBER_KINDS:  # int or float: the value itself (bools excluded), or text that parses as one
+        accepted, words = NUMBER_KINDS[tp]
+        if isinstance(value, accepted) and not isinstance(value, bool):
+            return tp(value)
         if isinstance(value, str):
             try:
-                return int(value.strip())
+                return tp(value.strip())
             except ValueError:
                 pass
-        raise InputError(f"{name} must be a whole number, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise InputError(f"{name} must be a number, got {value!r}")
+        raise InputError(f"{name} must be {words}, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value.strip()

@@ -246,20 +246,13 @@ def load_stable_syncnet(path, config: StableSyncNetConfig, device: torch.device 
     state dict / safetensors); frozen, eval mode."""
     from pathlib import Path
 
-    from latentsync.errors import CheckpointError
-
-    from latentsync.models.weights_file import read_weights_file
+    from latentsync.models.weights_file import load_frozen, read_weights_file
 
     path = Path(path)
     state = read_weights_file(path, "StableSyncNet checkpoint")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    model = StableSyncNet(config)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"{path} does not match the StableSyncNet config: {err}") from err
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return load_frozen(StableSyncNet(config), state, path, "StableSyncNet", device, dtype)
 
 
 __all__ = [

@@ -148,9 +148,7 @@ def load_videomae(path: str | Path, config: VideoMAEConfig = VideoMAEConfig(), d
                   dtype: torch.dtype = torch.float32) -> VisionTransformer:
     """Strictly load an official checkpoint (the dict itself, or under "model" / "module", checked in that
     order as the reference does) or a safetensors file; frozen, eval mode."""
-    from latentsync.errors import CheckpointError
-
-    from latentsync.models.weights_file import read_weights_file
+    from latentsync.models.weights_file import load_frozen, read_weights_file
 
     path = Path(path)
     state = read_weights_file(path, "VideoMAE checkpoint")
@@ -158,12 +156,7 @@ def load_videomae(path: str | Path, config: VideoMAEConfig = VideoMAEConfig(), d
         if isinstance(state.get(wrapper), dict):
             state = state[wrapper]
             break
-    model = VisionTransformer(config)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"{path} does not match the VideoMAE config: {err}") from err
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return load_frozen(VisionTransformer(config), state, path, "VideoMAE", device, dtype)
 
 
 def trepa_inputs(videos: torch.Tensor, size: int = TREPA_SIZE) -> torch.Tensor:

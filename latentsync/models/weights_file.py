@@ -24,3 +24,14 @@ def read_weights_file(path: str | Path, what: str):
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch / pickle / safetensors raise their own types for a bad file
         raise CheckpointError(f"cannot read {what} {path}: {err}") from err
+
+
+def load_frozen(model: torch.nn.Module, state: dict, path: str | Path, what: str,
+                device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """``state`` loaded strictly into ``model`` (a mismatch is a CheckpointError naming ``path`` and the network,
+    e.g. "StableSyncNet"), moved to ``device`` / ``dtype``, in eval mode and without gradients."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path} does not match the {what} config: {err}") from err
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
