@@ -72,3 +72,33 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_unet_golden(reference_dir) -> dict:
+    """The official UNet3DConditionModel's tiny golden: ``weights.*`` (float16-exact parameters, float32 position
+    buffers), inputs and outputs."""
+    from safetensors.torch import load_file
+
+    return load_file(str(reference_dir / "tiny_unet_golden.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def golden_unet(tiny_unet_golden):
+    """Our UNet filled strictly with the tiny golden's weights, in float32 and eval mode (one per test module)."""
+    from latentsync.models.unet import LatentSyncUNet
+    from latentsync.models.unet_config import tiny_unet_config
+
+    model = LatentSyncUNet(tiny_unet_config()).eval()
+    model.load_state_dict({name.removeprefix("weights."): t.float() for name, t in tiny_unet_golden.items()
+                           if name.startswith("weights.")}, strict=True)  # fmt: skip
+    return model
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance on 2 CPUs for one test module, shut down after it."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

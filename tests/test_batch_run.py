@@ -231,14 +231,6 @@ def test_everything_ok_exits_0_and_bad_source_exits_2(clips, tiny_checkpoints, t
 # ------------------------------------------------------------------------------------------------ Ray
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_gives_the_same_outputs_and_summary(reference, local_ray, four_rows, tiny_checkpoints, tmp_path):
     out = tmp_path / "out"
     code, stdout, stderr = run_main([four_rows, out, "--checkpoints", tiny_checkpoints, "--ray", "--workers", "2",

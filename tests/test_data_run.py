@@ -110,14 +110,6 @@ def test_run_killed_mid_stage_resumes_to_the_same_set(raw, options, local_run, t
     assert hidden_files(out) == []  # the killed run's partial files were cleared
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.slow
 def test_ray_run_gives_the_same_set_as_the_local_run(raw, options, local_run, local_ray, tmp_path):
     out = tmp_path / "out-ray"

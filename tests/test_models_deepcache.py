@@ -28,16 +28,6 @@ def golden_meta(reference_dir) -> dict[str, str]:
         return f.metadata()
 
 
-@pytest.fixture(scope="module")
-def golden_unet(reference_dir) -> LatentSyncUNet:
-    """The tiny UNet of tiny_unet_golden.safetensors (float16-exact parameters, used in float32)."""
-    weights = load_file(str(reference_dir / "tiny_unet_golden.safetensors"))
-    model = LatentSyncUNet(tiny_unet_config()).eval()
-    model.load_state_dict({k.removeprefix("weights."): t.float() for k, t in weights.items()
-                           if k.startswith("weights.")}, strict=True)
-    return model
-
-
 @torch.no_grad()
 def reference_loop(net, golden: dict[str, torch.Tensor], *, steps: int, guidance: float, frames_per_call: int,
                    frames: int | None = None) -> torch.Tensor:  # fmt: skip

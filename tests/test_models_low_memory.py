@@ -5,12 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import DDIMScheduler
-from safetensors.torch import load_file
 
 from latentsync.models.deepcache import CachedUNet
 from latentsync.models.low_memory import SequentialGuidance
-from latentsync.models.unet import LatentSyncUNet
-from latentsync.models.unet_config import tiny_unet_config
 from latentsync.pipeline import DDIM_CONFIG
 
 # Per-item calls differ from the batched call only by the float rounding of batch-shaped CPU kernels.
@@ -19,16 +16,8 @@ GOLDEN_TOLERANCE = 1e-4  # the UNet golden's bar (tests/test_unet.py)
 
 
 @pytest.fixture(scope="module")
-def golden(reference_dir) -> dict[str, torch.Tensor]:
-    return load_file(str(reference_dir / "tiny_unet_golden.safetensors"))
-
-
-@pytest.fixture(scope="module")
-def golden_unet(golden) -> LatentSyncUNet:
-    model = LatentSyncUNet(tiny_unet_config()).eval()
-    model.load_state_dict({k.removeprefix("weights."): t.float() for k, t in golden.items()
-                           if k.startswith("weights.")}, strict=True)  # fmt: skip
-    return model
+def golden(tiny_unet_golden) -> dict[str, torch.Tensor]:
+    return tiny_unet_golden  # (golden_unet, from conftest, is our UNet filled with its weights)
 
 
 @torch.no_grad()

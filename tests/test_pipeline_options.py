@@ -278,6 +278,19 @@ def test_overlap_is_byte_identical_and_step_caching_is_wired(tiny_pipeline, tmp_
         LipSyncOptions(overlap="yes").check()
 
 
+def fails_cleanly(pipeline, tmp_path, message: str) -> None:
+    """Run ``pipeline`` on a 25-frame clip (two windows), expect the injected RuntimeError ``message``, and check
+    that it left no output, no temporary file and no overlap thread behind."""
+    import threading
+
+    video, audio = cut_video(tmp_path / "v.mp4", 8), speech(tmp_path / "a.wav", 1.0)
+    out_dir = tmp_path / "out"
+    with pytest.raises(RuntimeError, match=message):
+        pipeline(video, audio, out_dir / "o.mp4", ONE_STEP)
+    assert not (out_dir / "o.mp4").exists() and list(out_dir.glob("*")) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("overlap-")]
+
+
 @pytest.mark.slow
 def test_an_error_on_the_worker_thread_propagates_and_leaves_nothing(tiny_pipeline, tmp_path):
     import threading
@@ -292,13 +305,8 @@ def test_an_error_on_the_worker_thread_propagates_and_leaves_nothing(tiny_pipeli
         return tiny_pipeline._prepare_faces(frames, matrices, generator, vae_batch)
 
     pipeline._prepare_faces = failing_prepare
-    video, audio = cut_video(tmp_path / "v.mp4", 8), speech(tmp_path / "a.wav", 1.0)  # 25 frames: two windows
-    out_dir = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="injected failure"):
-        pipeline(video, audio, out_dir / "o.mp4", ONE_STEP)
+    fails_cleanly(pipeline, tmp_path, "injected failure while preparing")
     assert calls[0].startswith("overlap-prepare")
-    assert not (out_dir / "o.mp4").exists() and list(out_dir.glob("*")) == []
-    assert not [t for t in threading.enumerate() if t.name.startswith("overlap-")]
 
 
 @pytest.mark.slow
@@ -363,10 +371,5 @@ def test_an_error_while_pasting_on_a_drain_thread_propagates_and_leaves_nothing(
         return real_paste(window)
 
     monkeypatch.setattr(pipeline_module, "_paste_window", failing_paste)
-    video, audio = cut_video(tmp_path / "v.mp4", 8), speech(tmp_path / "a.wav", 1.0)  # 25 frames: two windows
-    out_dir = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="injected failure while pasting"):
-        tiny_pipeline(video, audio, out_dir / "o.mp4", ONE_STEP)
+    fails_cleanly(tiny_pipeline, tmp_path, "injected failure while pasting")
     assert calls[0].startswith("overlap-paste")
-    assert not (out_dir / "o.mp4").exists() and list(out_dir.glob("*")) == []
-    assert not [t for t in threading.enumerate() if t.name.startswith("overlap-")]

@@ -8,7 +8,6 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from latentsync.models.unet import LatentSyncUNet, randomize_zero_init_
 from latentsync.models.unet_config import UNetConfig, tiny_unet_config
@@ -116,18 +115,8 @@ def test_other_official_variants_have_official_sizes(change, entries, params) ->
 
 # ---- the tiny golden (official UNet3DConditionModel outputs) ------------------------------------------
 @pytest.fixture(scope="module")
-def golden(reference_dir) -> dict[str, torch.Tensor]:
-    return load_file(str(reference_dir / "tiny_unet_golden.safetensors"))
-
-
-@pytest.fixture(scope="module")
-def golden_unet(golden) -> LatentSyncUNet:
-    model = LatentSyncUNet(tiny_unet_config()).eval()
-    # parameters are stored as exact float16 values, the pos_encoder.pe buffers as float32
-    weights = {name.removeprefix("weights."): t.float() for name, t in golden.items()
-               if name.startswith("weights.")}
-    model.load_state_dict(weights, strict=True)
-    return model
+def golden(tiny_unet_golden) -> dict[str, torch.Tensor]:
+    return tiny_unet_golden  # (golden_unet, from conftest, is our UNet filled with its weights)
 
 
 def test_position_codes_equal_official_buffers(golden) -> None:
