@@ -41,10 +41,9 @@ from latentsync.errors import InputError
 from latentsync.face_pass import DECODE_CHUNK
 from latentsync.faces import anchor_points, estimate_affines, latent_mask, mouth_mask, warp_faces
 from latentsync.faces.detection import MIN_FACE_HEIGHT, MIN_FACE_WIDTH
-from latentsync.frame_sources import StillFrames, VideoFrames, batched, schedule_runs
+from latentsync.frame_sources import StillFrames, VideoFrames, batched
 from latentsync.generation_windows import GeneratedWindow, PreparedFaces, numbered, paste_window
 from latentsync.input_checks import LARGEST_FACE, parse_speaker, probe_inputs, speaker_point
-from latentsync.input_checks import probe_face_input  # noqa: F401 -- re-exported (the app imports it from here)
 from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL, CachedUNet
 from latentsync.models.low_memory import SequentialGuidance
 from latentsync.native_fps import native_rate_frames
@@ -52,7 +51,6 @@ from latentsync.output_plan import OutputPlan, plan_output
 from latentsync.sync import SyncScore
 from latentsync.sync.mfcc import num_windows
 from latentsync.timeline import AUDIO_LENGTH_MODES, LENGTH_MODES
-from latentsync.timeline import pingpong_indices  # noqa: F401 -- re-exported (tests import it from here)
 
 FRAMES_PER_CALL = 16  # the UNet was trained on 16-frame windows; its ResNet GroupNorms span all frames of a call
 LATENT_CHANNELS = 4
@@ -73,7 +71,6 @@ DDIM_CONFIG = {
 }
 
 ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
-_runs = schedule_runs  # the old private name, kept for the tests that import it
 _paste_window = paste_window  # the name the call uses, so that a test can inject a fault on the paste-back thread
 
 

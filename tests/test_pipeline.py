@@ -11,7 +11,9 @@ import pytest
 
 from latentsync import media
 from latentsync.errors import InputError
-from latentsync.pipeline import LipSyncOptions, _runs, pingpong_indices
+from latentsync.frame_sources import schedule_runs
+from latentsync.pipeline import LipSyncOptions
+from latentsync.timeline import pingpong_indices
 
 from .conftest import DEMO_AUDIO, DEMO_VIDEO
 
@@ -63,8 +65,8 @@ def outside(mask_shape, box) -> np.ndarray:
 def test_pingpong_schedule_repeats_turning_frames():
     assert pingpong_indices(4, 11).tolist() == [0, 1, 2, 3, 3, 2, 1, 0, 0, 1, 2]
     assert pingpong_indices(1, 3).tolist() == [0, 0, 0]
-    assert list(_runs(pingpong_indices(4, 11))) == [(0, 4, 1), (3, 4, -1), (0, 3, 1)]
-    assert list(_runs(np.array([5, 5, 5]))) == [(5, 3, 0)]
+    assert list(schedule_runs(pingpong_indices(4, 11))) == [(0, 4, 1), (3, 4, -1), (0, 3, 1)]
+    assert list(schedule_runs(np.array([5, 5, 5]))) == [(5, 3, 0)]
 
 
 # ------------------------------------------------------------------------------------------------ end to end
