@@ -7,8 +7,7 @@ import os
 import torch
 
 from latentsync.checkpoints import resolve_checkpoints, resolve_syncnet_v2
-from latentsync.devices import DEVICE_HINT, DTYPES, default_device, default_dtype, dtype_problem  # noqa: F401
-from latentsync.devices import parse_device, parse_dtype  # (all re-exported: they were defined here first)
+from latentsync.devices import parse_device, parse_dtype
 from latentsync.errors import InputError
 
 

@@ -12,7 +12,7 @@ import torch
 
 from latentsync import CheckpointError, InputError, load_pipeline
 from latentsync.checkpoints import LOCAL_CONFIG_NAME
-from latentsync.loading import parse_dtype
+from latentsync.devices import parse_dtype
 from latentsync.tiny import write_tiny_checkpoints
 
 from .conftest import REPO_ROOT
@@ -49,7 +49,7 @@ def test_dtype_names():
 
 
 def test_devices_that_cannot_work_here_are_input_errors():
-    from latentsync.loading import parse_device
+    from latentsync.devices import parse_device
 
     assert parse_device("cpu") == torch.device("cpu") and parse_device(None).type in ("cpu", "cuda")
     with pytest.raises(InputError, match="unknown device 'foo'; use cpu, cuda"):
