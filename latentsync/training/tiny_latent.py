@@ -11,7 +11,7 @@ from typing import Any
 
 from latentsync.models.vae import VAE_DOWNSCALE, VAE_LATENT_CHANNELS
 from latentsync.training.data import FRAMES_PER_WINDOW
-from latentsync.training.tiny import TINY_SYNCNET_LEARNING_EMBED
+from latentsync.training.tiny import TINY_SYNCNET_LEARNING_EMBED, write_tiny_syncnet_yaml
 
 TINY_LATENT_RESOLUTION = 32  # 32 px whole faces -> 4 x 4 latents
 TINY_LATENT_CHANNELS = FRAMES_PER_WINDOW * VAE_LATENT_CHANNELS  # 16 frames x 4 latent channels = 64, as the real one
@@ -38,15 +38,7 @@ def tiny_latent_syncnet_model_section(embed_channels: int = TINY_SYNCNET_LEARNIN
 
 def write_tiny_latent_syncnet_yaml(path: str | Path, checkpoints_dir: str | Path, fileslist: str | Path,
                                    output_dir: str | Path, **train: Any) -> Path:
-    """A latent StableSyncNet training YAML: the tiny net, the VAE of ``checkpoints_dir``, 32 px clips."""
-    import yaml
-
-    doc = {"model": tiny_latent_syncnet_model_section(), "version": "1.5",
-           "data": {"train_fileslist": str(fileslist), "batch_size": 8, "num_workers": 0,
-                    "resolution": TINY_LATENT_RESOLUTION, "samples_per_epoch": 64},
-           "optimizer": {"lr": 1e-3},
-           "train": {"output_dir": str(output_dir), "max_train_steps": 10, "mixed_precision": "no",
-                     "save_every": 1000, "validate_every": 0, "log_every": 10,
-                     "checkpoints_dir": str(checkpoints_dir), **train}}
-    Path(path).write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return Path(path)
+    """A latent StableSyncNet training YAML (:func:`~latentsync.training.tiny.write_tiny_syncnet_yaml`'s defaults):
+    the tiny net above, the VAE of ``checkpoints_dir`` (registry version 1.5, the config's default), 32 px clips."""
+    return write_tiny_syncnet_yaml(path, fileslist, output_dir, model=tiny_latent_syncnet_model_section(),
+                                   checkpoints_dir=str(checkpoints_dir), **train)
