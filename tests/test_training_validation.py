@@ -78,24 +78,36 @@ def test_validation_renders_scores_and_logs_without_disturbing_training(setup, o
 
 
 @pytest.mark.slow
-def test_validate_restores_train_mode_and_leaves_the_weights_alone(setup, one_thread):
+def test_validator_keeps_its_nets_restores_train_mode_and_leaves_the_weights_alone(setup, one_thread, monkeypatch):
     import logging
 
+    from latentsync.models.whisper import WhisperAudioEncoder
     from latentsync.training.models import whisper_and_vae_paths
-    from latentsync.training.unet_trainer import build_unet, validate
+    from latentsync.training.unet_trainer import Validator, build_unet
 
+    loads = []
+    real_load = WhisperAudioEncoder.from_checkpoint.__func__
+    monkeypatch.setattr(WhisperAudioEncoder, "from_checkpoint",
+                        classmethod(lambda cls, *a, **k: loads.append(a) or real_load(cls, *a, **k)))
     config = config_for(setup, "direct", validate_every=1)
     log = logging.getLogger("test_training_validation")
     unet = build_unet(config, log)
     before = {k: v.clone() for k, v in unet.state_dict().items()}
     trainable = [p.requires_grad for p in unet.parameters()]
     assert 0 < sum(trainable) < len(trainable)  # motion modules and attentions only
-    whisper, vae_dir = whisper_and_vae_paths(config.version, config.train.checkpoints_dir)
-    scores = validate(unet, config, 7, whisper, vae_dir, log)
-    assert unet.training and np.isfinite(list(scores.values())).all()
+    validator = Validator(config, *whisper_and_vae_paths(config.version, config.train.checkpoints_dir))
+    first = validator(unet, 7, log)
+    pipeline = validator.pipeline
+    second = validator(unet, 8, log)
+
+    # The frozen nets are loaded once per run, and reusing them changes nothing: the same UNet renders the same clip.
+    assert len(loads) == 1 and validator.pipeline is pipeline and validator.pipeline.unet is unet
+    videos = [Path(config.train.output_dir) / VALIDATION_DIR / f"step-{step}.mp4" for step in (7, 8)]
+    frames = [np.concatenate(list(media.iter_video_frames(video, 64))) for video in videos]
+    assert frames[0].shape[0] == 13 and np.array_equal(frames[0], frames[1]) and first == second
+    assert unet.training and np.isfinite(list(first.values())).all()
     assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())
     assert [p.requires_grad for p in unet.parameters()] == trainable
-    assert (Path(config.train.output_dir) / VALIDATION_DIR / "step-7.mp4").is_file()
 
 
 def test_validation_without_its_clips_is_refused_before_training(setup):

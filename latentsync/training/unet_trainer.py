@@ -141,7 +141,7 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
 
     run = config.train
     if run.validate_every:
-        check_validation_clips(config)
+        check_validation_clips(config)  # before any heavy work
     accelerator = engine.make_accelerator(run.output_dir, run.mixed_precision, run.gradient_accumulation_steps)
     log = engine.make_logger(run.output_dir, accelerator.is_main_process, "unet")
     torch.manual_seed(run.seed)  # fresh weights are equal on every process (DDP also broadcasts them)
@@ -155,6 +155,7 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
              f"{accelerator.num_processes} processes on {accelerator.device}, {accelerator.distributed_type.value}")
     whisper_path, vae_dir = whisper_and_vae_paths(config.version, run.checkpoints_dir)
     nets = load_frozen_nets(config, vae_dir, accelerator.device)
+    validator = Validator(config, whisper_path, vae_dir) if run.validate_every else None
     alphas_cumprod = DDIMScheduler.from_config(DDIM_CONFIG).alphas_cumprod  # (1000,) float32
     mask = torch.from_numpy(latent_mask(config.data.resolution))  # (h, w), 1 = keep
 
@@ -187,8 +188,7 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         if book.record(loss, unet, terms) and book.validation_due:
-            book.record_validation(validate(accelerator.unwrap_model(unet), config, book.step, whisper_path, vae_dir,
-                                            log))
+            book.record_validation(validator(accelerator.unwrap_model(unet), book.step, log))
     return book.close()
 
 
@@ -205,37 +205,54 @@ def check_validation_clips(config: UNetTrainConfig) -> None:
             raise FileNotFoundError(f"data.{name}: no such file {getattr(data, name)!r}")
 
 
-def validate(unet, config: UNetTrainConfig, step: int, whisper_path: Path, vae_dir: Path, log) -> dict[str, float]:
-    """Render ``data.val_video_path`` lip-synced to ``data.val_audio_path`` with the inference pipeline and score it
-    (Sync-C / Sync-D with the original SyncNet when its weights are available)."""
-    from latentsync.checkpoints import resolve_sync_scoring
-    from latentsync.faces import load_landmark_backend
-    from latentsync.models.vae import LatentVae
-    from latentsync.models.whisper import WhisperAudioEncoder
-    from latentsync.pipeline import LipSyncOptions, LipSyncPipeline
-    from latentsync.sync import SyncScorer
+class Validator:
+    """Renders ``data.val_video_path`` lip-synced to ``data.val_audio_path`` with the inference pipeline and scores
+    it (Sync-C / Sync-D with the original SyncNet). The frozen nets (Whisper, VAE, face backend, SyncNet scorer) are
+    loaded at the first validation and kept for the run; each call renders with the UNet as trained so far."""
 
-    data = config.data
-    check_validation_clips(config)
-    device = unet.device
-    backend, face_dir, syncnet_path = resolve_sync_scoring(config.version, config.train.checkpoints_dir)
-    output = Path(config.train.output_dir) / engine.VALIDATION_DIR / f"step-{step}.mp4"
-    options = LipSyncOptions(steps=config.validation_steps, guidance_scale=config.validation_guidance,
-                             seed=config.train.seed, score_sync=True)
-    was_training = unet.training
-    try:
-        pipeline = LipSyncPipeline(
-            unet=unet.eval(), audio_encoder=WhisperAudioEncoder.from_checkpoint(whisper_path, device),
-            vae=LatentVae.from_pretrained(vae_dir, device),
+    def __init__(self, config: UNetTrainConfig, whisper_path: Path, vae_dir: Path) -> None:
+        check_validation_clips(config)
+        self.config, self.whisper_path, self.vae_dir = config, Path(whisper_path), Path(vae_dir)
+        self.pipeline = None  # built by the first call
+
+    def build_pipeline(self, unet):
+        from latentsync.checkpoints import resolve_sync_scoring
+        from latentsync.faces import load_landmark_backend
+        from latentsync.models.vae import LatentVae
+        from latentsync.models.whisper import WhisperAudioEncoder
+        from latentsync.pipeline import LipSyncPipeline
+        from latentsync.sync import SyncScorer
+
+        device = unet.device
+        backend, face_dir, syncnet_path = resolve_sync_scoring(self.config.version, self.config.train.checkpoints_dir)
+        return LipSyncPipeline(
+            unet=unet, audio_encoder=WhisperAudioEncoder.from_checkpoint(self.whisper_path, device),
+            vae=LatentVae.from_pretrained(self.vae_dir, device),
             face_backend=load_landmark_backend(backend, device=device, weights_dir=face_dir),
-            resolution=data.resolution, device=device, dtype=unet.dtype, version=config.version,
+            resolution=self.config.data.resolution, device=device, dtype=unet.dtype, version=self.config.version,
             sync_scorer=SyncScorer.from_checkpoint(syncnet_path, device))
-        with torch.no_grad():
-            result = pipeline(data.val_video_path, data.val_audio_path, output, options)
-    finally:
-        unet.train(was_training)
-    scores = {"sync_c": result.sync_after.confidence, "sync_d": result.sync_after.min_distance}
-    log.info(f"validation step {step}: {output} Sync-C {scores['sync_c']:.3f} Sync-D {scores['sync_d']:.3f}")
-    if not math.isfinite(scores["sync_c"]):
-        log.warning("validation Sync-C is not finite")
-    return scores
+
+    def __call__(self, unet, step: int, log) -> dict[str, float]:
+        from latentsync.pipeline import LipSyncOptions
+
+        config = self.config
+        output = Path(config.train.output_dir) / engine.VALIDATION_DIR / f"step-{step}.mp4"
+        options = LipSyncOptions(steps=config.validation_steps, guidance_scale=config.validation_guidance,
+                                 seed=config.train.seed, score_sync=True)
+        was_training = unet.training
+        try:
+            if self.pipeline is None:
+                self.pipeline = self.build_pipeline(unet)
+            self.pipeline.unet = unet.eval()  # the module being trained (the same one at every step, but say so)
+            with torch.no_grad():
+                result = self.pipeline(config.data.val_video_path, config.data.val_audio_path, output, options)
+        finally:
+            unet.train(was_training)
+        scores = {"sync_c": result.sync_after.confidence, "sync_d": result.sync_after.min_distance}
+        # The input video against the same speech is the same at every step; it is logged as the mark to beat.
+        log.info(f"validation step {step}: {output} Sync-C {scores['sync_c']:.3f} Sync-D {scores['sync_d']:.3f} "
+                 f"(input video: Sync-C {result.sync_before.confidence:.3f} "
+                 f"Sync-D {result.sync_before.min_distance:.3f})")
+        if not math.isfinite(scores["sync_c"]):
+            log.warning("validation Sync-C is not finite")
+        return scores
