@@ -25,13 +25,16 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from latentsync import media
 from latentsync.errors import CheckpointError, InputError
 from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL
 from latentsync.input_checks import LARGEST_FACE, probe_face_input
 from latentsync.pipeline import FRAMES_PER_CALL, LipSyncOptions, LipSyncResult
+
+if TYPE_CHECKING:
+    import numpy as np
 
 VERSIONS = ("1.5", "1.6")
 # 1.5 rather than the reference app's 1.6: a quarter of the latent pixels, so far less GPU time (quota).

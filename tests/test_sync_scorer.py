@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,6 @@ from latentsync.sync.crop import crop_faces, smooth_face_track
 from latentsync.sync.mfcc import SAMPLES_PER_FRAME
 from latentsync.sync.scorer import SyncScorer
 from latentsync.sync.scoring import score_embeddings
-from latentsync.sync.syncnet import SyncNetV2
 from latentsync.tiny import write_random_syncnet_v2
 
 N_FRAMES = 16  # 11 scored windows: enough for several batches of 4 and chunk boundaries at 7 and 14
