@@ -69,10 +69,7 @@ def test_example_to_lipsynced_video_in_chromium(page_url):
             # The quickest settings: the fewest steps, guidance off.
             page.get_by_text("Advanced settings").click()
             for slider, value in (("#steps", "1"), ("#guidance", "1")):
-                box = page.locator(f"{slider} input[type=number]")
-                box.fill(value)
-                box.press("Enter")
-                expect(box).to_have_value(value)
+                set_number(page.locator(f"{slider} input[type=number]"), value)
 
             page.locator("#run").click()
             video_out = page.locator("#video-out video")
@@ -87,3 +84,24 @@ def test_example_to_lipsynced_video_in_chromium(page_url):
             expect(banner).to_be_visible()
         finally:
             browser.close()
+
+
+def set_number(box, value: str, attempts: int = 5) -> None:
+    """Type ``value`` into a slider's number box. Right after the accordion opens, Gradio may still write the
+    slider's initial value over a fill (seen once in CI under load: the box went back to 20), so retry until it
+    holds."""
+    from playwright.sync_api import expect
+
+    expect(box).to_be_editable(timeout=30_000)
+    for _ in range(attempts - 1):
+        box.fill(value)
+        box.press("Enter")
+        try:
+            expect(box).to_have_value(value, timeout=2_000)
+            return
+        except AssertionError:
+            continue
+    box.fill(value)
+    box.press("Enter")
+    expect(box).to_have_value(value)
+
