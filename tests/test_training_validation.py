@@ -81,8 +81,9 @@ def test_validation_renders_scores_and_logs_without_disturbing_training(setup, o
 def test_validator_keeps_its_nets_restores_train_mode_and_leaves_the_weights_alone(setup, one_thread, monkeypatch):
     import logging
 
+    from latentsync.models.vae import LatentVae
     from latentsync.models.whisper import WhisperAudioEncoder
-    from latentsync.training.models import whisper_and_vae_paths
+    from latentsync.training.models import vae_folder
     from latentsync.training.unet_trainer import Validator, build_unet
 
     loads = []
@@ -95,13 +96,15 @@ def test_validator_keeps_its_nets_restores_train_mode_and_leaves_the_weights_alo
     before = {k: v.clone() for k, v in unet.state_dict().items()}
     trainable = [p.requires_grad for p in unet.parameters()]
     assert 0 < sum(trainable) < len(trainable)  # motion modules and attentions only
-    validator = Validator(config, *whisper_and_vae_paths(config.version, config.train.checkpoints_dir))
-    first = validator(unet, 7, log)
+    vae = LatentVae.from_pretrained(vae_folder(config.version, config.train.checkpoints_dir), "cpu")
+    validator = Validator(config)
+    first = validator(unet, vae, 7, log)
     pipeline = validator.pipeline
-    second = validator(unet, 8, log)
+    second = validator(unet, vae, 8, log)
 
     # The frozen nets are loaded once per run, and reusing them changes nothing: the same UNet renders the same clip.
     assert len(loads) == 1 and validator.pipeline is pipeline and validator.pipeline.unet is unet
+    assert validator.pipeline.vae is vae  # the caller's (the training's) VAE, not a second copy
     videos = [Path(config.train.output_dir) / VALIDATION_DIR / f"step-{step}.mp4" for step in (7, 8)]
     frames = [np.concatenate(list(media.iter_video_frames(video, 64))) for video in videos]
     assert frames[0].shape[0] == 13 and np.array_equal(frames[0], frames[1]) and first == second

@@ -42,12 +42,16 @@ def vae_folder(version: str, checkpoints_dir: str | None) -> Path:
     return fetch(list(get_version(version).vae), local_checkpoints_dir(checkpoints_dir))[0].parent
 
 
-def whisper_and_vae_paths(version: str, checkpoints_dir: str | None) -> tuple[Path, Path]:
-    """(Whisper checkpoint, VAE folder) of registry version ``version``, without fetching its UNet."""
+def whisper_file(version: str, checkpoints_dir: str | None) -> Path:
+    """The Whisper checkpoint of registry version ``version`` (the one the pipeline uses)."""
     from latentsync.checkpoints import fetch, get_version, local_checkpoints_dir
 
-    whisper = fetch([get_version(version).whisper], local_checkpoints_dir(checkpoints_dir))[0]
-    return whisper, vae_folder(version, checkpoints_dir)
+    return fetch([get_version(version).whisper], local_checkpoints_dir(checkpoints_dir))[0]
+
+
+def whisper_and_vae_paths(version: str, checkpoints_dir: str | None) -> tuple[Path, Path]:
+    """(Whisper checkpoint, VAE folder) of registry version ``version``, without fetching its UNet."""
+    return whisper_file(version, checkpoints_dir), vae_folder(version, checkpoints_dir)
 
 
 def auxiliary_path(explicit: str | None, name: str, checkpoints_dir: str | None) -> Path:

@@ -50,7 +50,7 @@ TINY_SYNCNET_LEARNING_AUDIO = {"in_channels": 1, "block_out_channels": [32, 32, 
                                "downsample_factors": [2, 2, 2, 2, 2, [2, 1]], "attn_blocks": [0, 0, 0, 0, 0, 0]}
 
 # Constructed clips the tiny StableSyncNet can learn to sync (write_sync_clip). Held-out accuracy of the tiny net
-# above (batch 16, lr 1e-3, 100-150 steps; chance 0.5):
+# above (measured with its attention blocks unless said; batch 16, lr 1e-3, 100-150 steps; chance 0.5):
 # * talking decided per frame, or runs of geometric length (switch probability 1/3 or 0.17): 0.47-0.54, BCE stays
 #   at ln 2 - a one-frame shift already changes half (or a third) of the frames, too fine for an untrained net;
 # * runs of 3-6 frames: nearly periodic (period ~9 frames), so windows shifted by 6-10 frames agree on ~70% of their
@@ -58,13 +58,14 @@ TINY_SYNCNET_LEARNING_AUDIO = {"in_channels": 1, "block_out_channels": [32, 32, 
 # * runs of 2-10 frames: shifted windows agree on 35-58% of their frames at every shift >= 4: 0.75 at 100 steps.
 #   What stays wrong are mostly far shifts that agree by chance (16% of negative pairs agree on >= 12 of 16 frames).
 #   The trained net's cosine grows with the windows' correlation (negatives correlated < 0: cos 0.10; 0 - 0.3: 0.33;
-#   0.3 - 0.5: 0.50; in sync: 0.82), and it sharpens only with more windows seen: 0.90 / 0.91 / 0.94 / 0.95 held out
-#   after 300 / 600 / 1200 / 1500 steps of batch 16 (train.seed 7: 0.85 / 0.87 / 0.89 / 0.895);
+#   0.3 - 0.5: 0.50; in sync: 0.82), and it sharpens only with more windows seen: without attention, lr 1e-4,
+#   0.90 / 0.91 / 0.94 / 0.95 held out after 300 / 600 / 1200 / 1500 steps of batch 16 (train.seed 7: 0.85 / 0.87 /
+#   0.89 / 0.895);
 # * shorter runs (1-3, 1-4, 1-6 frames) make chance agreement rarer but per-frame timing slower to learn: 0.77-0.84
 #   after 300 steps at lr 1e-4; 3 "vowels" per run (bar colour <-> noise band): 0.85-0.89 after 450.
 SYNC_RUN_FRAMES = (2, 10)  # talking / silent runs last 2-10 frames (80-400 ms)
 # 240 frames: 221 window starts with a complete mel window. Four such clips fit the trainer's per-process clip cache
-# and give 4x the windows of 2.4 s clips: held-out accuracy 0.88 instead of 0.84 after the same 300 steps.
+# and give 4x the windows of 2.4 s clips: held-out accuracy 0.88 instead of 0.84 after the same 300 steps (lr 1e-4).
 SYNC_CLIP_SECONDS = 9.6
 SYNC_MOUTH_CLOSED, SYNC_MOUTH_OPEN = 30, 240  # the mouth bar's grey level
 # A white-noise burst lights every mel bin (~+0.5 against the silent floor of -4); a pure tone lights 2-3 of the 80

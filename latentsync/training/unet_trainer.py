@@ -140,8 +140,7 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
     from latentsync.training.models import whisper_and_vae_paths
 
     run = config.train
-    if run.validate_every:
-        check_validation_clips(config)  # before any heavy work
+    validator = Validator(config) if run.validate_every else None  # checks its clips before any heavy work
     accelerator = engine.make_accelerator(run.output_dir, run.mixed_precision, run.gradient_accumulation_steps)
     log = engine.make_logger(run.output_dir, accelerator.is_main_process, "unet")
     torch.manual_seed(run.seed)  # fresh weights are equal on every process (DDP also broadcasts them)
@@ -155,7 +154,6 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
              f"{accelerator.num_processes} processes on {accelerator.device}, {accelerator.distributed_type.value}")
     whisper_path, vae_dir = whisper_and_vae_paths(config.version, run.checkpoints_dir)
     nets = load_frozen_nets(config, vae_dir, accelerator.device)
-    validator = Validator(config, whisper_path, vae_dir) if run.validate_every else None
     alphas_cumprod = DDIMScheduler.from_config(DDIM_CONFIG).alphas_cumprod  # (1000,) float32
     mask = torch.from_numpy(latent_mask(config.data.resolution))  # (h, w), 1 = keep
 
@@ -188,7 +186,7 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         if book.record(loss, unet, terms) and book.validation_due:
-            book.record_validation(validator(accelerator.unwrap_model(unet), book.step, log))
+            book.record_validation(validator(accelerator.unwrap_model(unet), nets.vae.vae, book.step, log))
     return book.close()
 
 
@@ -207,32 +205,34 @@ def check_validation_clips(config: UNetTrainConfig) -> None:
 
 class Validator:
     """Renders ``data.val_video_path`` lip-synced to ``data.val_audio_path`` with the inference pipeline and scores
-    it (Sync-C / Sync-D with the original SyncNet). The frozen nets (Whisper, VAE, face backend, SyncNet scorer) are
-    loaded at the first validation and kept for the run; each call renders with the UNet as trained so far."""
+    it (Sync-C / Sync-D with the original SyncNet). Each call renders with the UNet as trained so far and the
+    training's frozen VAE (no second copy); Whisper, the face backend and the SyncNet scorer are loaded at the first
+    validation and kept for the run. The clips are checked when it is made."""
 
-    def __init__(self, config: UNetTrainConfig, whisper_path: Path, vae_dir: Path) -> None:
+    def __init__(self, config: UNetTrainConfig) -> None:
         check_validation_clips(config)
-        self.config, self.whisper_path, self.vae_dir = config, Path(whisper_path), Path(vae_dir)
+        self.config = config
         self.pipeline = None  # built by the first call
 
-    def build_pipeline(self, unet):
+    def build_pipeline(self, unet, vae):
         from latentsync.checkpoints import resolve_sync_scoring
         from latentsync.faces import load_landmark_backend
-        from latentsync.models.vae import LatentVae
         from latentsync.models.whisper import WhisperAudioEncoder
         from latentsync.pipeline import LipSyncPipeline
         from latentsync.sync import SyncScorer
+        from latentsync.training.models import whisper_file
 
-        device = unet.device
-        backend, face_dir, syncnet_path = resolve_sync_scoring(self.config.version, self.config.train.checkpoints_dir)
+        device, version, checkpoints_dir = unet.device, self.config.version, self.config.train.checkpoints_dir
+        whisper_path = whisper_file(version, checkpoints_dir)
+        backend, face_dir, syncnet_path = resolve_sync_scoring(version, checkpoints_dir)
         return LipSyncPipeline(
-            unet=unet, audio_encoder=WhisperAudioEncoder.from_checkpoint(self.whisper_path, device),
-            vae=LatentVae.from_pretrained(self.vae_dir, device),
+            unet=unet, audio_encoder=WhisperAudioEncoder.from_checkpoint(whisper_path, device), vae=vae,
             face_backend=load_landmark_backend(backend, device=device, weights_dir=face_dir),
-            resolution=self.config.data.resolution, device=device, dtype=unet.dtype, version=self.config.version,
+            resolution=self.config.data.resolution, device=device, dtype=unet.dtype, version=version,
             sync_scorer=SyncScorer.from_checkpoint(syncnet_path, device))
 
-    def __call__(self, unet, step: int, log) -> dict[str, float]:
+    def __call__(self, unet, vae, step: int, log) -> dict[str, float]:
+        """Render and score at ``step`` with ``unet`` and ``vae`` (a frozen :class:`LatentVae`)."""
         from latentsync.pipeline import LipSyncOptions
 
         config = self.config
@@ -242,7 +242,7 @@ class Validator:
         was_training = unet.training
         try:
             if self.pipeline is None:
-                self.pipeline = self.build_pipeline(unet)
+                self.pipeline = self.build_pipeline(unet, vae)
             self.pipeline.unet = unet.eval()  # the module being trained (the same one at every step, but say so)
             with torch.no_grad():
                 result = self.pipeline(config.data.val_video_path, config.data.val_audio_path, output, options)
