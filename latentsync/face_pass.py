@@ -8,6 +8,7 @@ same seconds at any frame rate.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -71,27 +72,11 @@ def track_video(backend: LandmarkBackend, video: Path, info: media.MediaInfo, fp
         key = track_key(video, track_settings(backend, fps, point, tracker))
         hit = cache.load(key)
         if hit is not None and (hit.complete or (count is not None and len(hit.records) >= count)):
-            if copy_path is not None:
-                write_copy(video, info, fps, count, copy_path, progress)
+            if copy_path is not None:  # the constant-rate copy alone
+                read_frames(video, info, fps, count, copy_path, "copying frames", progress)
             records = hit.records if count is None else hit.records.prefix(count)
             return resolve(records), True
-    total = max(min(info.frames_at(fps), count or info.frames_at(fps)), 1)
-    done = 0
-    copy = media.VideoWriter(copy_path, width=info.width, height=info.height, fps=fps,
-                             crf=INTERMEDIATE_CRF) if copy_path else None  # fmt: skip
-    try:
-        for chunk in media.iter_video_frames(video, DECODE_CHUNK, count=count, info=info, fps=fps):
-            tracker.update(chunk)
-            if copy:
-                copy.write(chunk)
-            done += len(chunk)
-            progress("analysing faces", min(done, total), total)
-    except BaseException:
-        if copy:
-            copy.abort()
-        raise
-    if copy:
-        copy.close()
+    read_frames(video, info, fps, count, copy_path, "analysing faces", progress, tracker)
     records = tracker.records()
     track = resolve(records)  # raises when no face was found: nothing is cached then
     if cache is not None:
@@ -99,13 +84,20 @@ def track_video(backend: LandmarkBackend, video: Path, info: media.MediaInfo, fp
     return track, False
 
 
-def write_copy(video: Path, info: media.MediaInfo, fps: Fraction, count: int | None, copy_path: Path,
-               progress: Progress) -> None:  # fmt: skip
-    """The constant-rate copy alone (the face track came from the cache)."""
+def read_frames(video: Path, info: media.MediaInfo, fps: Fraction, count: int | None, copy_path: Path | None,
+                stage: str, progress: Progress, tracker: FaceTracker | None = None) -> None:  # fmt: skip
+    """Decode the first ``count`` frames at ``fps`` (all if None) in chunks, feeding them to ``tracker`` and to the
+    constant-rate copy at ``copy_path`` (written atomically: nothing is left there if this raises), and report
+    ``stage`` progress per chunk."""
     total = max(min(info.frames_at(fps), count or info.frames_at(fps)), 1)
     done = 0
-    with media.VideoWriter(copy_path, width=info.width, height=info.height, fps=fps, crf=INTERMEDIATE_CRF) as copy:
+    with contextlib.ExitStack() as stack:
+        copy = stack.enter_context(media.VideoWriter(copy_path, width=info.width, height=info.height, fps=fps,
+                                                     crf=INTERMEDIATE_CRF)) if copy_path else None  # fmt: skip
         for chunk in media.iter_video_frames(video, DECODE_CHUNK, count=count, info=info, fps=fps):
-            copy.write(chunk)
+            if tracker is not None:
+                tracker.update(chunk)
+            if copy is not None:
+                copy.write(chunk)
             done += len(chunk)
-            progress("copying frames", min(done, total), total)
+            progress(stage, min(done, total), total)
