@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 from latentsync import media
 from latentsync.errors import InputError
@@ -76,6 +75,5 @@ def probe_inputs(video: str | os.PathLike, audio: str | os.PathLike) -> media.Me
     Cheap enough to run before loading any model, so a wrong file is reported before anything slow happens.
     """
     info = probe_face_input(video)
-    if not media.probe(audio).has_audio:
-        raise InputError(f"{Path(audio).name} has no audio track; please provide speech audio (or a video with sound).")
+    media.check_audio(media.probe(audio))
     return info

@@ -36,6 +36,7 @@ from latentsync.media_probe import (  # noqa: F401 -- re-exported: media is the 
     MediaInfo,
     _tail,
     _tool,
+    check_audio,
     check_video,
     logger,
     native_fps,
@@ -226,9 +227,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     Whisper's log-mel normalisation is not gain-invariant). Silence is valid audio; a file without an audio stream
     or with zero samples raises :class:`InputError`.
     """
-    info = probe(path)
-    if not info.has_audio:
-        raise InputError(f"{info.path.name} has no audio track; please provide speech audio (or a video with sound).")
+    info = check_audio(probe(path))
     cmd = [_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-vn", "-ac", "1",
            "-ar", str(sample_rate), "-f", "s16le", "-acodec", "pcm_s16le", "-"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True)

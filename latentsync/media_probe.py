@@ -244,3 +244,13 @@ def check_video(info: MediaInfo) -> MediaInfo:
     if info.empty_video:
         raise InputError(f"{name} contains no video frames (its video stream is empty); please upload a video that plays.")
     return info
+
+
+def check_audio(info: MediaInfo, hint: str = "") -> MediaInfo:
+    """Raise :class:`InputError` unless ``info`` has an audio track (the speech); returns it. ``hint`` is appended
+    to the message."""
+    if not info.has_audio:
+        raise InputError(
+            f"{info.path.name} has no audio track; please provide speech audio (or a video with sound).{hint}"
+        )
+    return info

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from latentsync.errors import InputError
 
 CHUNK_FRAMES = 64
 
@@ -18,11 +17,7 @@ def check_inputs(video: Path, audio: Path | None):
 
     info = media.check_video(media.probe(video))  # a picture that plays: not audio only, not a still, not empty
     speech = audio if audio is not None else video
-    if not media.probe(speech).has_audio:
-        hint = "" if audio is not None else " Pass the speech to score against with --audio."
-        raise InputError(
-            f"{speech.name} has no audio track; please provide speech audio (or a video with sound).{hint}"
-        )
+    media.check_audio(media.probe(speech), "" if audio is not None else " Pass the speech to score against with --audio.")
     return info
 
 
