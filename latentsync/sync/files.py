@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 CHUNK_FRAMES = 64
 
 
@@ -16,8 +15,10 @@ def check_inputs(video: Path, audio: Path | None):
     from latentsync import media
 
     info = media.check_video(media.probe(video))  # a picture that plays: not audio only, not a still, not empty
-    speech = audio if audio is not None else video
-    media.check_audio(media.probe(speech), "" if audio is not None else " Pass the speech to score against with --audio.")
+    if audio is not None:
+        media.check_audio(media.probe(audio))
+    else:
+        media.check_audio(info, " Pass the speech to score against with --audio.")  # its own soundtrack
     return info
 
 
