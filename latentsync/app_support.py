@@ -386,6 +386,8 @@ def describe_result(result: LipSyncResult, job: LipSyncJob) -> str:
             f"Sync-C before {before.confidence:.2f} → after {after.confidence:.2f} (higher is better); "
             f"Sync-D {before.min_distance:.2f} → {after.min_distance:.2f} (lower is better)."
         )
+    elif after is not None:
+        lines.append(f"Sync-C {after.confidence:.2f} (higher is better); Sync-D {after.min_distance:.2f} (lower is better).")
     if job.smoke:
         lines.append("Smoke-test mode: tiny random models, so the mouth is NOT lip-synced.")
     return "\n".join(lines)

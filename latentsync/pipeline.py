@@ -83,6 +83,7 @@ class LipSyncOptions:
     guidance_scale: float = DEFAULT_GUIDANCE  # classifier-free guidance on the audio; 1.0 disables it
     seed: int = DEFAULT_SEED  # the initial noise and the VAE samples come from a generator seeded with this
     score_sync: bool = False  # also measure Sync-C / Sync-D of the input and the output against the new audio
+    score_input: bool = True  # with score_sync: the input video's scores too (False: only the output's)
     # Which face speaks: "largest", or a point "x,y" on it in the first frame with faces (pixels, or fractions of
     # the width and height when both are <= 1). The tracker follows that face; other faces are untouched.
     speaker: str = LARGEST_FACE
@@ -120,7 +121,7 @@ class LipSyncOptions:
             raise InputError(
                 f"cache_interval must be an integer from 1 (no step caching) to {MAX_STEPS}, got {self.cache_interval!r}"
             )
-        for name in ("score_sync", "native_fps", "face_cache", "overlap", "low_memory"):
+        for name in ("score_sync", "score_input", "native_fps", "face_cache", "overlap", "low_memory"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -184,6 +185,8 @@ class LipSyncResult:
                 f"; Sync-C before {self.sync_before.confidence:.2f} -> after {self.sync_after.confidence:.2f}"
                 f" (Sync-D {self.sync_before.min_distance:.2f} -> {self.sync_after.min_distance:.2f})"
             )
+        elif self.sync_after:
+            text += f"; Sync-C {self.sync_after.confidence:.2f} (Sync-D {self.sync_after.min_distance:.2f})"
         return text
 
 
@@ -291,13 +294,15 @@ class LipSyncPipeline:
             # 6. Optionally, how well the mouth follows the new audio, before and after (on the 25 fps timeline).
             before = after = None
             if options.score_sync:
-                progress("sync scores", 0, 2)
+                passes = 2 if options.score_input else 1
+                progress("sync scores", 0, passes)
                 boxes = track.boxes[plan.model_sources]
-                played = batched(source.frames(plan.model_sources), DECODE_CHUNK)
-                before = self.sync_scorer.score(played, boxes, plan.waveform)
-                progress("sync scores", 1, 2)
+                if options.score_input:
+                    played = batched(source.frames(plan.model_sources), DECODE_CHUNK)
+                    before = self.sync_scorer.score(played, boxes, plan.waveform)
+                    progress("sync scores", 1, passes)
                 after = self.sync_scorer.score(media.iter_video_frames(output, DECODE_CHUNK), boxes, plan.waveform)
-                progress("sync scores", 2, 2)
+                progress("sync scores", passes, passes)
             progress("done", 1, 1)
         return LipSyncResult(
             output=Path(output),

@@ -227,6 +227,10 @@ def test_describe_result_says_what_was_done():
     assert lines[2:] == [
         "Sync-C before 1.23 → after 7.89 (higher is better); Sync-D 9.50 → 6.25 (lower is better)."
     ]
+    output_only = dataclasses.replace(scored, sync_before=None)  # score_input=False
+    assert describe_result(output_only, dataclasses.replace(job, smoke=False)).splitlines()[2:] == [
+        "Sync-C 7.89 (higher is better); Sync-D 6.25 (lower is better)."
+    ]
 
 
 def test_pipeline_cache_loads_each_version_once_even_when_asked_concurrently():

@@ -198,6 +198,13 @@ def test_sync_scores_before_and_after(tiny_checkpoints, tmp_path):
     # "before" is the input video as the pipeline plays it, scored as the standalone tool scores it
     standalone = score_file(video, audio, pipeline.sync_scorer, load_landmark_backend("dlib"))
     np.testing.assert_allclose(result.sync_before.distances, standalone.distances, rtol=1e-5)
+    # score_input=False: the output's scores only (the same render, so the same numbers), no pass over the input
+    after_only = pipeline(video, audio, tmp_path / "o2.mp4",
+                          LipSyncOptions(steps=1, guidance_scale=1.0, score_sync=True, score_input=False))
+    assert after_only.sync_before is None
+    np.testing.assert_array_equal(after_only.sync_after.distances, result.sync_after.distances)
+    assert f"Sync-C {result.sync_after.confidence:.2f} (Sync-D" in after_only.summary()
+    assert "before" not in after_only.summary()
 
 
 def test_sync_scores_need_the_syncnet(tiny_pipeline, tmp_path):

@@ -86,10 +86,14 @@ def test_validator_keeps_its_nets_restores_train_mode_and_leaves_the_weights_alo
     from latentsync.training.models import vae_folder
     from latentsync.training.unet_trainer import Validator, build_unet
 
-    loads = []
+    from latentsync.sync import SyncScorer
+
+    loads, scored = [], []
     real_load = WhisperAudioEncoder.from_checkpoint.__func__
     monkeypatch.setattr(WhisperAudioEncoder, "from_checkpoint",
                         classmethod(lambda cls, *a, **k: loads.append(a) or real_load(cls, *a, **k)))
+    real_score = SyncScorer.score
+    monkeypatch.setattr(SyncScorer, "score", lambda self, *a: scored.append(a) or real_score(self, *a))
     config = config_for(setup, "direct", validate_every=1)
     log = logging.getLogger("test_training_validation")
     unet = build_unet(config, log)
@@ -99,8 +103,10 @@ def test_validator_keeps_its_nets_restores_train_mode_and_leaves_the_weights_alo
     vae = LatentVae.from_pretrained(vae_folder(config.version, config.train.checkpoints_dir), "cpu")
     validator = Validator(config)
     first = validator(unet, vae, 7, log)
-    pipeline = validator.pipeline
+    pipeline, input_scores = validator.pipeline, validator.input_scores
+    assert len(scored) == 2 and input_scores is not None  # the input video and the render
     second = validator(unet, vae, 8, log)
+    assert len(scored) == 3 and validator.input_scores is input_scores  # the render only: the input is scored once
 
     # The frozen nets are loaded once per run, and reusing them changes nothing: the same UNet renders the same clip.
     assert len(loads) == 1 and validator.pipeline is pipeline and validator.pipeline.unet is unet
