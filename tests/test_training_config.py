@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,9 @@ def test_unet_configs_hold_the_reference_values():
     assert loss.use_mixed_noise and loss.mixed_noise_alpha == 1.0
     assert stage2.trainable_modules == ("motion_modules.", "attentions.")
     assert (stage2.optimizer.lr, stage2.optimizer.max_grad_norm, stage2.train.seed) == (1e-5, 1.0, 1247)
+    for config in (stage1, stage2, efficient, big):  # the reference's schedule keys, with its values
+        optimizer = config.optimizer
+        assert (optimizer.lr_scheduler, optimizer.lr_warmup_steps, optimizer.scale_lr) == ("constant", 0, False)
     assert stage2.model.motion_module_kwargs.temporal_position_encoding_max_len == 24
     assert efficient.model.motion_module_decoder_only and efficient.loss.trepa_loss_weight == 0
     assert efficient.trainable_modules == ("motion_modules.", "attn2.")
@@ -62,6 +67,49 @@ def test_unknown_keys_and_bad_values_are_named():
         unet_config_from_dict({"train": {"mixed_precision": "fp8"}})
     with pytest.raises(ValueError, match="optimizer.name.*'adam'"):
         unet_config_from_dict({"optimizer": {"name": "adam"}})
+    with pytest.raises(ValueError, match="optimizer.lr_scheduler.*'exponential'"):
+        unet_config_from_dict({"optimizer": {"lr_scheduler": "exponential"}})
+    with pytest.raises(ValueError, match="optimizer.lr_warmup_steps.*-1"):
+        unet_config_from_dict({"optimizer": {"lr_warmup_steps": -1}})
+
+
+def test_lr_scheduler_names_are_diffusers_schedules():
+    from diffusers.optimization import SchedulerType
+
+    from latentsync.training.config import LR_SCHEDULER_CHOICES
+
+    assert set(LR_SCHEDULER_CHOICES) <= {kind.value for kind in SchedulerType}
+
+
+def test_schedule_is_counted_in_optimiser_steps_on_any_number_of_processes():
+    """accelerate steps a prepared schedule once per process at every optimiser step (unsplit batches):
+    make_lr_scheduler's counts absorb that, so warm-up and decay take the same optimiser steps."""
+    from latentsync.training.engine import make_lr_scheduler, make_optimizer
+
+    config = unet_config_from_dict({"optimizer": {"lr": 0.8, "lr_scheduler": "linear", "lr_warmup_steps": 2}}).optimizer
+    lrs = {}
+    for processes in (1, 2, 4):
+        optimizer = make_optimizer([torch.nn.Parameter(torch.ones(1))], config)
+        schedule = make_lr_scheduler(optimizer, config, max_train_steps=6, num_processes=processes)
+        lrs[processes] = [optimizer.param_groups[0]["lr"]]
+        for _ in range(6):
+            optimizer.step()
+            for _ in range(processes):  # what accelerate's AcceleratedScheduler.step does
+                schedule.step()
+            lrs[processes].append(optimizer.param_groups[0]["lr"])
+    # linear: 0 -> lr over the 2 warm-up steps, then down to 0 at step 6
+    assert lrs[1] == pytest.approx([0.0, 0.4, 0.8, 0.6, 0.4, 0.2, 0.0])
+    assert lrs[2] == pytest.approx(lrs[1]) and lrs[4] == pytest.approx(lrs[1])
+
+
+def test_scale_lr_multiplies_by_the_number_of_processes():
+    from latentsync.training.engine import make_optimizer
+
+    config = unet_config_from_dict({"optimizer": {"lr": 1e-5, "scale_lr": True}}).optimizer
+    optimizer = make_optimizer([torch.nn.Parameter(torch.ones(1))], config, num_processes=8)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(8e-5)
+    unscaled = dataclasses.replace(config, scale_lr=False)
+    assert make_optimizer([torch.nn.Parameter(torch.ones(1))], unscaled, 8).param_groups[0]["lr"] == 1e-5
 
 
 def test_the_optimizer_option_builds_adamw_by_default_and_plain_sgd_on_request():

@@ -50,6 +50,36 @@ def test_syncnet_training_validates_and_writes_an_official_checkpoint(tmp_path):
     assert moved > 0
 
 
+@pytest.mark.slow
+def test_learning_rate_warm_up_runs_in_the_trainer_and_resumes_exactly(tmp_path):
+    from latentsync.models.stable_syncnet import StableSyncNet, StableSyncNetConfig
+
+    train = write_synthetic_dataset(tmp_path / "train", n_clips=2, seconds=2.4, resolution=TINY_SYNCNET_RESOLUTION)
+
+    def run(name, steps, resume=False):  # lr 0, 1/4, 2/4, 3/4 of 1e-3 at steps 1-4, then 1e-3
+        path = write_tiny_syncnet_yaml(tmp_path / f"{name}.yaml", train, tmp_path / name, max_train_steps=steps,
+                                       optimizer={"lr_scheduler": "constant_with_warmup", "lr_warmup_steps": 4},
+                                       save_every=3, log_every=1)
+        return train_syncnet(load_syncnet_train_config(path), resume=resume), load_syncnet_train_config(path)
+
+    # Step 1 runs at lr 0: the weights after it are the initial ones.
+    one, config = run("one", 1)
+    torch.manual_seed(config.train.seed)  # the trainer's initialisation
+    initial = StableSyncNet(StableSyncNetConfig.from_dict(config.model)).state_dict()
+    after_one = torch.load(one.checkpoints[-1], map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.equal(initial[k], v) for k, v in after_one.items())
+
+    # The schedule's position is part of the saved state: 3 steps, then resumed to 5, equal 5 in one go.
+    whole, _ = run("whole", 5)
+    first, _ = run("parts", 3)
+    second, _ = run("parts", 5, resume=True)
+    assert list(first.losses) == [1, 2, 3] and list(second.losses) == [4, 5]
+    assert {**first.losses, **second.losses} == pytest.approx(whole.losses, abs=1e-6)
+    a, b = (torch.load(r.checkpoints[-1], map_location="cpu", weights_only=True)["state_dict"] for r in (whole, second))
+    for name, tensor in a.items():
+        torch.testing.assert_close(b[name], tensor, atol=1e-6, rtol=1e-5)
+
+
 def _mouth_and_sound(path):
     """Per frame of a decoded clip: the mouth bar's mean grey level and the mean over the 80 bins of the mel column
     nearest the frame's centre."""

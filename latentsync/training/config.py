@@ -16,11 +16,17 @@ from latentsync.models.unet_config import UNetConfig
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
 OPTIMIZER_CHOICES = ("adamw", "sgd")
+# diffusers.optimization.get_scheduler's names (less piecewise_constant, which needs its own rules string)
+LR_SCHEDULER_CHOICES = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
     """AdamW with a constant learning rate (torch defaults for betas, eps and weight decay), as the reference.
+
+    ``lr_scheduler`` / ``lr_warmup_steps`` / ``scale_lr`` are the reference's keys with its values (constant, 0,
+    false): a schedule by diffusers' ``get_scheduler`` name, counted in optimiser steps; ``scale_lr`` multiplies
+    ``lr`` by the number of processes.
 
     ``name: sgd`` (plain SGD: update = -lr x (clipped gradient + weight_decay x weight); betas and eps unused) is a
     debugging option: its update is linear in the gradient, so runs can be compared through their updates (e.g. N
@@ -33,10 +39,17 @@ class OptimizerConfig:
     eps: float = 1e-8
     weight_decay: float = 1e-2
     max_grad_norm: float = 1.0  # gradient-norm clipping
+    lr_scheduler: str = "constant"  # one of LR_SCHEDULER_CHOICES
+    lr_warmup_steps: int = 0  # optimiser steps of linear warm-up from 0 (schedules "..._with_warmup", linear, cosine...)
+    scale_lr: bool = False  # lr x number of processes
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZER_CHOICES:
             raise ValueError(f"optimizer.name must be one of {OPTIMIZER_CHOICES}, got {self.name!r}")
+        if self.lr_scheduler not in LR_SCHEDULER_CHOICES:
+            raise ValueError(f"optimizer.lr_scheduler must be one of {LR_SCHEDULER_CHOICES}, got {self.lr_scheduler!r}")
+        if not isinstance(self.lr_warmup_steps, int) or self.lr_warmup_steps < 0:
+            raise ValueError(f"optimizer.lr_warmup_steps must be a whole number >= 0, got {self.lr_warmup_steps!r}")
 
 
 @dataclass(frozen=True)

@@ -125,12 +125,28 @@ def make_accelerator(output_dir: str | Path, mixed_precision: str, gradient_accu
     return accelerator
 
 
-def make_optimizer(params, config) -> torch.optim.Optimizer:
-    """The optimiser of an :class:`~latentsync.training.config.OptimizerConfig` (AdamW, or plain SGD)."""
+def make_optimizer(params, config, num_processes: int = 1) -> torch.optim.Optimizer:
+    """The optimiser of an :class:`~latentsync.training.config.OptimizerConfig` (AdamW, or plain SGD); with
+    ``scale_lr`` its learning rate is ``lr x num_processes`` (the reference)."""
+    lr = config.lr * num_processes if config.scale_lr else config.lr
     if config.name == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(params, lr=config.lr, betas=config.betas, eps=config.eps,
-                             weight_decay=config.weight_decay)
+        return torch.optim.SGD(params, lr=lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)
+
+
+def make_lr_scheduler(optimizer, config, max_train_steps: int, num_processes: int = 1):
+    """The learning-rate schedule of an :class:`~latentsync.training.config.OptimizerConfig`, counted in optimiser
+    steps (diffusers' ``get_scheduler``, as the reference).
+
+    Meant for ``accelerator.prepare``, which saves it with the training state and, when the batch is not split
+    across processes, steps it once per process at every optimiser step: the step counts are multiplied by the
+    number of processes here so that the schedule is the same in optimiser steps on any number of processes.
+    """
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler(config.lr_scheduler, optimizer=optimizer,
+                         num_warmup_steps=config.lr_warmup_steps * num_processes,
+                         num_training_steps=max_train_steps * num_processes)
 
 
 def make_logger(output_dir: str | Path, is_main: bool, name: str) -> logging.Logger:

@@ -123,8 +123,9 @@ def train_syncnet(config: SyncNetTrainConfig, resume: bool = False) -> engine.Tr
         val_set = SyncNetWindows(read_clip_paths(data.val_fileslist), run.seed + 1, data.resolution, lower_half,
                                  config.val_samples)
         val_loader = DataLoader(val_set, batch_size=data.batch_size, num_workers=data.num_workers)
-    optimizer = engine.make_optimizer(model.parameters(), opt)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    optimizer = engine.make_optimizer(model.parameters(), opt, accelerator.num_processes)
+    schedule = engine.make_lr_scheduler(optimizer, opt, run.max_train_steps, accelerator.num_processes)
+    model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
     step = engine.load_state(accelerator, run.output_dir) if resume else 0
 
     # 2. The loop: forward, backward, clip, step, then count / log / checkpoint, and validate.
@@ -141,6 +142,7 @@ def train_syncnet(config: SyncNetTrainConfig, resume: bool = False) -> engine.Tr
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(model.parameters(), opt.max_grad_norm)
             optimizer.step()
+            schedule.step()  # a no-op until the optimiser has stepped (gradient accumulation, fp16 overflow)
             optimizer.zero_grad(set_to_none=True)
         if book.record(loss, model) and val_loader is not None and book.validation_due:
             scores = evaluate(accelerator.unwrap_model(model), val_loader, config.val_samples, accelerator.device,

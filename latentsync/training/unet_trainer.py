@@ -164,8 +164,9 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
     loader = DataLoader(dataset, batch_size=config.data.batch_size, shuffle=False, drop_last=True,
                         num_workers=config.data.num_workers)
     opt = config.optimizer
-    optimizer = engine.make_optimizer(params, opt)
-    unet, optimizer, loader = accelerator.prepare(unet, optimizer, loader)
+    optimizer = engine.make_optimizer(params, opt, accelerator.num_processes)
+    schedule = engine.make_lr_scheduler(optimizer, opt, run.max_train_steps, accelerator.num_processes)
+    unet, optimizer, loader, schedule = accelerator.prepare(unet, optimizer, loader, schedule)
     step = engine.load_state(accelerator, run.output_dir) if resume else 0
     if resume:
         log.info(f"resumed at step {step}")
@@ -184,6 +185,7 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(params, opt.max_grad_norm)
             optimizer.step()
+            schedule.step()  # a no-op until the optimiser has stepped (gradient accumulation, fp16 overflow)
             optimizer.zero_grad(set_to_none=True)
         if book.record(loss, unet, terms) and book.validation_due:
             book.record_validation(validator(accelerator.unwrap_model(unet), nets.vae.vae, book.step, log))
