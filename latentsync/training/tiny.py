@@ -271,6 +271,43 @@ def tiny_unet_train_config(checkpoints_dir: str | Path, fileslist: str | Path, o
     return config
 
 
+# The StableSyncNet learning run (tests/test_training_syncnet_learns.py, benchmarks/bench_syncnet_learning.py).
+SYNC_LEARNING_BATCH = 16
+# Held-out accuracy at 50 / 150 steps: lr 2e-3 0.52 / -, 1e-3 0.58 / 0.79, 5e-4 0.70 / 0.74, 2.5e-4 0.69 / 0.74,
+# 1e-4 0.79 / 0.80 (schedules with warm-up, peak 1e-4 .. 6e-4, do no better by 300 steps: benchmarks/README.md).
+SYNC_LEARNING_LR = 1e-4
+SYNC_LEARNING_TRAIN_CLIPS, SYNC_LEARNING_VAL_CLIPS = 4, 2
+SYNC_LEARNING_VAL_SEED = 1000  # held-out clips: seeds the training clips never use (other faces, other patterns)
+
+
+def syncnet_learning_config(root: str | Path, max_train_steps: int, validate_every: int, val_samples: int = 256,
+                            seed: int | None = None, log_every: int = 50):
+    """Write the learning run's clips (:func:`write_sync_clip`: 4 for training, 2 held out) under ``root`` and return
+    its :class:`~latentsync.training.config.SyncNetTrainConfig`: the plain tiny net
+    (:func:`tiny_learning_syncnet_model_section`), batch 16, AdamW lr 1e-4, validation on ``val_samples`` held-out
+    windows every ``validate_every`` steps; ``seed``: ``train.seed`` (default the config's, 42)."""
+    import dataclasses
+
+    from latentsync.training.config import load_syncnet_train_config
+
+    root = Path(root)
+
+    def clips(name: str, first_seed: int, n: int) -> Path:
+        return write_synthetic_dataset(root / name, n_clips=n, seconds=SYNC_CLIP_SECONDS,
+                                       resolution=TINY_SYNCNET_RESOLUTION, first_seed=first_seed,
+                                       clip_writer=write_sync_clip)
+
+    train = clips("train", 0, SYNC_LEARNING_TRAIN_CLIPS)
+    val = clips("val", SYNC_LEARNING_VAL_SEED, SYNC_LEARNING_VAL_CLIPS)
+    loop = {"max_train_steps": max_train_steps, "validate_every": validate_every, "save_every": max_train_steps,
+            "log_every": log_every, **({"seed": seed} if seed is not None else {})}
+    path = write_tiny_syncnet_yaml(root / "syncnet.yaml", train, root / "run", model=tiny_learning_syncnet_model_section(),
+                                   data={"batch_size": SYNC_LEARNING_BATCH,
+                                         "samples_per_epoch": SYNC_LEARNING_BATCH * 50, "val_fileslist": str(val)},
+                                   optimizer={"lr": SYNC_LEARNING_LR}, **loop)
+    return dataclasses.replace(load_syncnet_train_config(path), val_samples=val_samples)
+
+
 def write_tiny_syncnet_yaml(path: str | Path, fileslist: str | Path, output_dir: str | Path,
                             embed_channels: int = 64, model: dict[str, Any] | None = None,
                             data: dict[str, Any] | None = None, optimizer: dict[str, Any] | None = None,
