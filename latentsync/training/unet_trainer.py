@@ -252,7 +252,8 @@ class Validator:
                 result = self.pipeline(config.data.val_video_path, config.data.val_audio_path, output, options)
         finally:
             unet.train(was_training)
-        self.input_scores = self.input_scores or result.sync_before
+        if self.input_scores is None:
+            self.input_scores = result.sync_before
         scores = {"sync_c": result.sync_after.confidence, "sync_d": result.sync_after.min_distance}
         log.info(f"validation step {step}: {output} Sync-C {scores['sync_c']:.3f} Sync-D {scores['sync_d']:.3f} "
                  f"(input video: Sync-C {self.input_scores.confidence:.3f} "
