@@ -104,4 +104,3 @@ def set_number(box, value: str, attempts: int = 5) -> None:
     box.fill(value)
     box.press("Enter")
     expect(box).to_have_value(value)
-

@@ -60,7 +60,8 @@ def test_learning_rate_warm_up_runs_in_the_trainer_and_resumes_exactly(tmp_path)
         path = write_tiny_syncnet_yaml(tmp_path / f"{name}.yaml", train, tmp_path / name, max_train_steps=steps,
                                        optimizer={"lr_scheduler": "constant_with_warmup", "lr_warmup_steps": 4},
                                        save_every=3, log_every=1)
-        return train_syncnet(load_syncnet_train_config(path), resume=resume), load_syncnet_train_config(path)
+        config = load_syncnet_train_config(path)
+        return train_syncnet(config, resume=resume), config
 
     # Step 1 runs at lr 0: the weights after it are the initial ones.
     one, config = run("one", 1)

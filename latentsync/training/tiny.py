@@ -6,6 +6,7 @@ Nothing here is used by real training; it lets every loading path and the whole 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -286,8 +287,6 @@ def syncnet_learning_config(root: str | Path, max_train_steps: int, validate_eve
     its :class:`~latentsync.training.config.SyncNetTrainConfig`: the plain tiny net
     (:func:`tiny_learning_syncnet_model_section`), batch 16, AdamW lr 1e-4, validation on ``val_samples`` held-out
     windows every ``validate_every`` steps; ``seed``: ``train.seed`` (default the config's, 42)."""
-    import dataclasses
-
     from latentsync.training.config import load_syncnet_train_config
 
     root = Path(root)
