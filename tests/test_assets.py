@@ -42,5 +42,13 @@ def test_assets_script_reproduces_them(tmp_path):
                    capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})  # fmt: skip
     assert media.probe(tmp_path / "demo_video.mp4").num_frames == media.probe(DEMO_VIDEO).num_frames
     np.testing.assert_array_equal(media.load_audio(tmp_path / "demo_speech.wav"), media.load_audio(DEMO_AUDIO))
-    regenerated = media.read_video_frames(tmp_path / "demo_video.mp4").astype(int)
-    assert np.abs(regenerated - media.read_video_frames(DEMO_VIDEO)).mean() < 1.0
+    regenerated = media.read_video_frames(tmp_path / "demo_video.mp4").astype(float)
+    committed = media.read_video_frames(DEMO_VIDEO).astype(float)
+    # Not bit-exact across CPUs: OpenCV's warp and x264's decisions differ a little with the SIMD paths, and at crf 26
+    # that is ~1.4 grey levels of codec noise (PSNR 39.9 dB on an AMD EPYC; both encodes are 2.9 levels from the
+    # script's raw frames). A script whose motion is one frame off scores 33.6 dB against the same asset.
+    assert psnr(regenerated, committed) > 37.0
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / np.mean((a - b) ** 2)))

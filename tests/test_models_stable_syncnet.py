@@ -16,6 +16,11 @@ from latentsync.models.stable_syncnet import (
 )
 from latentsync.training.losses import cosine_bce, sync_accuracy, sync_loss
 
+# The tolerance for the goldens. The embeddings match within it; the losses (-log cos) scale their error by
+# 1 / cos (~2x at cos 0.47), and an AMD EPYC's float32 rounding puts golden B's per-sample BCE 2.1e-5 away (cos 1e-5,
+# embeddings 7e-5): 1e-5 held on the other CPUs but is tighter than the embeddings it is computed from.
+LOSS_ATOL = 1e-4
+
 
 def read_manifest(path):
     rows = [line.split("\t") for line in path.read_text().splitlines() if not line.startswith("#")]
@@ -64,8 +69,8 @@ def test_golden_a_real_geometry(training_dir):
     torch.testing.assert_close(vision, golden["vision_embeds"], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(audio, golden["audio_embeds"], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(sync_probability(vision, audio), golden["cos_sim"], atol=1e-4, rtol=0)
-    torch.testing.assert_close(sync_loss(vision, audio), golden["sync_loss_unet_y1"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(cosine_bce(vision, audio, torch.zeros(1, 1))[0], golden["bce_y0"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(sync_loss(vision, audio), golden["sync_loss_unet_y1"], atol=LOSS_ATOL, rtol=0)
+    torch.testing.assert_close(cosine_bce(vision, audio, torch.zeros(1, 1))[0], golden["bce_y0"], atol=LOSS_ATOL, rtol=0)
 
 
 def test_golden_b_batch_intermediates_and_training_loss(training_dir):
@@ -89,10 +94,10 @@ def test_golden_b_batch_intermediates_and_training_loss(training_dir):
         torch.testing.assert_close(captured[key], golden[key], atol=1e-4, rtol=1e-4, msg=key)
     torch.testing.assert_close(vision, golden["vision_embeds"], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(audio, golden["audio_embeds"], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(cosine_bce(vision, audio, golden["y"]), golden["bce_per_sample"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(cosine_bce(vision, audio, golden["y"]), golden["bce_per_sample"], atol=LOSS_ATOL, rtol=0)
     torch.testing.assert_close(cosine_bce(vision, audio, golden["y"]).mean(), golden["loss_syncnet_train"],
-                               atol=1e-5, rtol=0)
-    torch.testing.assert_close(sync_loss(vision, audio), golden["sync_loss_unet_y1"], atol=1e-5, rtol=0)
+                               atol=LOSS_ATOL, rtol=0)
+    torch.testing.assert_close(sync_loss(vision, audio), golden["sync_loss_unet_y1"], atol=LOSS_ATOL, rtol=0)
     assert sync_accuracy(vision, audio, golden["y"]).item() == pytest.approx(
         ((golden["cos_sim"] > 0.5) == (golden["y"].flatten() > 0.5)).float().mean().item())
 

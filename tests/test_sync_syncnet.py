@@ -60,7 +60,10 @@ def test_embeddings_have_the_right_shapes_and_depend_on_the_input(tmp_path: Path
     assert not torch.allclose(lip_embedding[0], lip_embedding[1])  # eval-mode BN: samples stay independent
     with torch.inference_mode():
         alone = model.embed_lips(video[1:])
-    torch.testing.assert_close(alone[0], lip_embedding[1], rtol=1e-5, atol=1e-4)
+    # Embeddings of this random net reach ~120, and a batch of 1 takes other conv kernels than a batch of 2 (1.8e-4
+    # apart on an AMD EPYC): float32 rounding relative to the scale. Train-mode BN would move them by ~120.
+    scale = lip_embedding.abs().max().item()
+    torch.testing.assert_close(alone[0], lip_embedding[1], rtol=1e-5, atol=1e-5 * scale)
 
 
 def test_embedding_input_shapes_are_checked() -> None:
