@@ -550,7 +550,7 @@ def test_seeking_is_exact_at_every_frame(tmp_path, name):
     if name == "vfr.mkv":  # exact here too: no source frame lasts anywhere near SEEK_MARGIN_SECONDS
         clip = make_vfr(tmp_path / name)
     else:
-        clip = make_clip(tmp_path / name, fps=SEEK_CLIPS[name], seconds=3.0, extra=("-g", "12"))
+        clip = make_clip(tmp_path / name, fps=SEEK_CLIPS[name], seconds=2.0, extra=("-g", "12"))
     check_seeks(clip, list(range(media.probe(clip).frames_at_model_fps)))
 
 
