@@ -70,7 +70,8 @@ def test_golden_a_real_geometry(training_dir):
     torch.testing.assert_close(audio, golden["audio_embeds"], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(sync_probability(vision, audio), golden["cos_sim"], atol=1e-4, rtol=0)
     torch.testing.assert_close(sync_loss(vision, audio), golden["sync_loss_unet_y1"], atol=LOSS_ATOL, rtol=0)
-    torch.testing.assert_close(cosine_bce(vision, audio, torch.zeros(1, 1))[0], golden["bce_y0"], atol=LOSS_ATOL, rtol=0)
+    torch.testing.assert_close(cosine_bce(vision, audio, torch.zeros(1, 1))[0], golden["bce_y0"],
+                               atol=LOSS_ATOL, rtol=0)
 
 
 def test_golden_b_batch_intermediates_and_training_loss(training_dir):
@@ -94,7 +95,8 @@ def test_golden_b_batch_intermediates_and_training_loss(training_dir):
         torch.testing.assert_close(captured[key], golden[key], atol=1e-4, rtol=1e-4, msg=key)
     torch.testing.assert_close(vision, golden["vision_embeds"], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(audio, golden["audio_embeds"], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(cosine_bce(vision, audio, golden["y"]), golden["bce_per_sample"], atol=LOSS_ATOL, rtol=0)
+    torch.testing.assert_close(cosine_bce(vision, audio, golden["y"]), golden["bce_per_sample"],
+                               atol=LOSS_ATOL, rtol=0)
     torch.testing.assert_close(cosine_bce(vision, audio, golden["y"]).mean(), golden["loss_syncnet_train"],
                                atol=LOSS_ATOL, rtol=0)
     torch.testing.assert_close(sync_loss(vision, audio), golden["sync_loss_unet_y1"], atol=LOSS_ATOL, rtol=0)
