@@ -300,7 +300,8 @@ def syncnet_learning_config(root: str | Path, max_train_steps: int, validate_eve
     val = clips("val", SYNC_LEARNING_VAL_SEED, SYNC_LEARNING_VAL_CLIPS)
     loop = {"max_train_steps": max_train_steps, "validate_every": validate_every, "save_every": max_train_steps,
             "log_every": log_every, **({"seed": seed} if seed is not None else {})}
-    path = write_tiny_syncnet_yaml(root / "syncnet.yaml", train, root / "run", model=tiny_learning_syncnet_model_section(),
+    path = write_tiny_syncnet_yaml(root / "syncnet.yaml", train, root / "run",
+                                   model=tiny_learning_syncnet_model_section(),
                                    data={"batch_size": SYNC_LEARNING_BATCH,
                                          "samples_per_epoch": SYNC_LEARNING_BATCH * 50, "val_fileslist": str(val)},
                                    optimizer={"lr": SYNC_LEARNING_LR}, **loop)
