@@ -32,7 +32,6 @@ from latentsync.app_support import stop_on_sigterm
 from latentsync import media
 from latentsync.media import H264_CRF
 from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
-from latentsync.timeline import LENGTH_MODES
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 EXAMPLES = [[str(ASSETS / "demo_video.mp4"), str(ASSETS / "demo_speech.wav")]]

@@ -42,6 +42,7 @@ from latentsync.app_support import (
 from latentsync.errors import CheckpointError, InputError
 from latentsync.pipeline import LipSyncOptions, LipSyncResult
 from latentsync.sync import SyncScore
+from latentsync.timeline import LENGTH_MODES
 
 from .conftest import DEMO_AUDIO, DEMO_VIDEO, REPO_ROOT
 
@@ -170,6 +171,7 @@ def test_make_options_converts_ui_values_and_checks_them():
     assert make_options(20, 1.5, 1, speaker="").speaker == "largest"  # an emptied box means the default
     with pytest.raises(InputError, match="length_mode must be one of"):
         make_options(20, 1.5, 1, length_mode="bounce")
+    assert tuple(app.LENGTH_MODE_LABELS) == LENGTH_MODES  # the radio offers every mode, in the library's order
     with pytest.raises(InputError, match="crf must be an integer"):
         make_options(20, 1.5, 1, crf=18.5)
 
