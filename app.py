@@ -44,7 +44,7 @@ GPU_CONCURRENCY = 1  # requests on the GPU at once per replica; the others wait 
 QUEUE_SIZE = 32  # requests beyond this many waiting are turned away ("queue full") rather than stalled
 CACHE_CLEANUP = (3600, 3600)  # hourly, delete uploads and results older than an hour from gradio's cache
 CRF_RANGE = (0, 35)  # 0 lossless; beyond ~35 talking heads turn visibly blocky
-LENGTH_MODE_LABELS = {  # the radio's words -> LipSyncOptions.length_mode
+LENGTH_MODE_LABELS = {  # LipSyncOptions.length_mode -> the radio's words
     "pingpong": "Follow the audio: play the video back and forth",
     "loop": "Follow the audio: loop the video",
     "freeze": "Follow the audio: hold the last frame",
