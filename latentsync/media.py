@@ -243,6 +243,17 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     return audio
 
 
+# Speech whose peak stays below -50 dBFS carries nothing for the lips to follow (16-bit dither sits near -90 dBFS):
+# the data toolchain drops such clips, and the pipeline's summary says so.
+SILENCE_PEAK = 10 ** (-50 / 20)
+
+
+def is_silent(waveform: np.ndarray) -> bool:
+    """No sample reaches -50 dBFS (float audio in [-1, 1]); empty audio counts as silent."""
+    waveform = np.asarray(waveform)
+    return waveform.size == 0 or float(np.abs(waveform).max()) < SILENCE_PEAK
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Writing
 

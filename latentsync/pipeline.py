@@ -145,6 +145,7 @@ class LipSyncResult:
     fps: float = media.VIDEO_FPS  # the output's frame rate
     photo: bool = False  # the "video" was a still image
     face_track_cached: bool = False  # face analysis was skipped: the track came from the cache
+    silent_audio: bool = False  # the audio the mouth follows has no sample above -50 dBFS (media.is_silent)
 
     def _length_text(self) -> str:
         if self.photo:
@@ -180,6 +181,10 @@ class LipSyncResult:
                 f"; the face is smaller than {MIN_FACE_WIDTH}x{MIN_FACE_HEIGHT} px in {self.small_face_frames} "
                 "frames, so quality may be lower there (a larger face or a higher-resolution video helps)"
             )
+        if self.silent_audio:
+            floor = 20 * math.log10(media.SILENCE_PEAK)
+            text += (f"; the audio is silent (no sample reaches {floor:.0f} dBFS): there is no speech for the mouth to "
+                     "follow; check that the right audio file was given")
         if self.sync_before and self.sync_after:
             text += (
                 f"; Sync-C before {self.sync_before.confidence:.2f} -> after {self.sync_after.confidence:.2f}"
@@ -319,6 +324,7 @@ class LipSyncPipeline:
             fps=float(fps),
             photo=photo,
             face_track_cached=cached,
+            silent_audio=media.is_silent(plan.waveform),
             stage_busy=dict(timer.busy),
         )
 

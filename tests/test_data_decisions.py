@@ -42,12 +42,6 @@ def test_quality_decision_on_mean_of_three_frames():
     assert d.quality_decision(np.array([90.0, 10.0, 10.0]), 36.6) is None
 
 
-def test_silence():
-    assert d.is_silent(np.zeros(16000, np.float32))
-    assert d.is_silent(np.full(16000, 1e-3, np.float32))  # -60 dBFS
-    assert not d.is_silent(np.full(16000, 1e-2, np.float32))  # -40 dBFS
-    assert d.is_silent(np.zeros(0, np.float32))
-
 
 def test_shift_waveform_delays_and_advances_by_whole_frames():
     wave = np.arange(1, 6401, dtype=np.float32)  # 10 frames of 640 samples

@@ -172,6 +172,18 @@ def test_audio_track_of_a_video_and_silence(tmp_path):
     audio = media.load_audio(video)
     assert abs(len(audio) / media.SAMPLE_RATE - 1.2) < 0.05
     assert np.abs(audio).max() == 0.0  # silence is valid audio, not an error
+    assert media.is_silent(audio)
+
+
+def test_silence_is_a_peak_below_minus_50_dbfs():
+    assert media.is_silent(np.zeros(16000, np.float32))
+    assert media.is_silent(np.full(16000, 1e-3, np.float32))  # -60 dBFS
+    assert media.is_silent(np.full(16000, 10 ** (-50.1 / 20), np.float32))
+    assert not media.is_silent(np.full(16000, 10 ** (-49.9 / 20), np.float32))
+    quiet_click = np.zeros(16000, np.float32)
+    quiet_click[8000] = -0.01  # one sample at -40 dBFS is enough (either sign)
+    assert not media.is_silent(quiet_click)
+    assert media.is_silent(np.zeros(0, np.float32))
 
 
 # ------------------------------------------------------------------------------------------------ writing

@@ -118,6 +118,16 @@ def test_length_modes(tiny_pipeline, tmp_path):
     assert abs(info.audio_duration - 0.24) < 0.03
 
 
+def test_silent_speech_is_named_in_the_summary(tiny_pipeline, tmp_path):
+    video = cut_video(tmp_path / "v.mp4", 6)
+    media.write_wav(tmp_path / "silence.wav", np.zeros(round(0.24 * media.SAMPLE_RATE), np.float32))
+    quiet = tiny_pipeline(video, tmp_path / "silence.wav", tmp_path / "quiet.mp4", ONE_STEP)
+    assert quiet.silent_audio and quiet.num_frames == 6 and media.probe(quiet.output).num_frames == 6
+    assert "the audio is silent (no sample reaches -50 dBFS): there is no speech for the mouth to follow" in quiet.summary()
+    spoken = tiny_pipeline(video, speech(tmp_path / "speech.wav", 0.24), tmp_path / "spoken.mp4", ONE_STEP)
+    assert not spoken.silent_audio and "silent" not in spoken.summary()
+
+
 # ------------------------------------------------------------------------------------------------ photos
 
 

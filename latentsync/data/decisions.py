@@ -11,8 +11,6 @@ from latentsync.media import SAMPLE_RATE, VIDEO_FPS
 # window starting at least 16 frames away), so shorter pieces can never be used (README §4.2 of training/).
 MIN_CLIP_FRAMES = 48
 SEGMENT_SECONDS = 5  # the reference's `-segment_time 5`
-# Audio whose peak stays below -50 dBFS carries no speech to sync lips to (16-bit dither sits near -90 dBFS).
-SILENCE_PEAK = 10 ** (-50 / 20)
 
 DROP_TOO_SHORT = f"too short (< {MIN_CLIP_FRAMES} frames)"
 DROP_NO_FACE = "a frame without a face"
@@ -44,12 +42,6 @@ def face_decision(face_counts: np.ndarray, face_sizes: np.ndarray, min_size: int
     if min_size is not None and (np.asarray(face_sizes, dtype=np.float64) < min_size).any():
         return DROP_SMALL_FACE
     return None
-
-
-def is_silent(waveform: np.ndarray) -> bool:
-    """No sample reaches -50 dBFS (float audio in [-1, 1])."""
-    waveform = np.asarray(waveform)
-    return waveform.size == 0 or float(np.abs(waveform).max()) < SILENCE_PEAK
 
 
 def sync_decision(offset: int, confidence: float, threshold: float, max_offset: int) -> str | None:

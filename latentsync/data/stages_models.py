@@ -19,7 +19,6 @@ from latentsync.data.decisions import (
     DROP_NO_FACE,
     DROP_SILENT,
     face_decision,
-    is_silent,
     quality_decision,
     shift_waveform,
     sync_decision,
@@ -127,7 +126,7 @@ def sync(source: Path, rel: str, out_folder: Path, options, models) -> Outcome:
     from latentsync.sync.files import score_file  # the package's scorer: face track of the clip + SyncNet v2
 
     waveform = media.load_audio(source)
-    if is_silent(waveform):
+    if media.is_silent(waveform):
         return drop(DROP_SILENT, f"peak {float(np.abs(waveform).max(initial=0)):.2e}")
     try:
         score = score_file(source, None, models.sync_scorer, models.face_backend)
