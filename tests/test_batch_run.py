@@ -111,6 +111,7 @@ def test_four_rows_outputs_summary_and_the_broken_row(reference):
             assert r["output"] == str(out / name) and r["error"] == ""
             assert int(r["frames"]) == int(r["frames_with_face"]) == frames  # the demo face is in every frame
             assert float(r["seconds"]) > 0 and r["sync_c_before"] == r["sync_c_after"] == ""
+            assert r["silent_audio"] == "false"  # the demo speech
     broken = summary[2]
     assert "bad.wav is not a readable video or audio file" in broken["error"] and broken["frames"] == ""
     assert not (out / "v2__bad.mp4").exists()

@@ -3,6 +3,7 @@ Ray actor sizing, the command line's help and argument errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from latentsync.pipeline import LipSyncOptions
 RESULTS = [
     RowResult(2, 3, "failed", "steps must be a whole number, got 'x'", video="b.mp4", audio="b.wav"),
     RowResult(1, 2, "ok", frames=25, seconds=3.25, frames_with_face=24, sync_c_before=1.5, sync_c_after=7.125,
-              video="/in/a.mp4", audio="/in/a.wav", output="/out/a.mp4"),  # fmt: skip
+              silent_audio=False, video="/in/a.mp4", audio="/in/a.wav", output="/out/a.mp4"),  # fmt: skip
     RowResult(3, None, "skipped", output="/out/c.mp4"),
 ]
 
@@ -34,7 +35,7 @@ def test_summary_csv_in_row_order_with_every_column(tmp_path):
     assert [r["row"] for r in rows] == ["1", "2", "3"]
     assert rows[0] == {"row": "1", "line": "2", "status": "ok", "error": "", "frames": "25", "seconds": "3.250",
                        "frames_with_face": "24", "sync_c_before": "1.500", "sync_c_after": "7.125",
-                       "video": "/in/a.mp4", "audio": "/in/a.wav", "output": "/out/a.mp4"}  # fmt: skip
+                       "silent_audio": "false", "video": "/in/a.mp4", "audio": "/in/a.wav", "output": "/out/a.mp4"}  # fmt: skip
     assert rows[1]["error"] == "steps must be a whole number, got 'x'" and rows[1]["frames"] == ""
     assert rows[2]["line"] == "" and rows[2]["status"] == "skipped"
     assert os.listdir(tmp_path / "out") == [SUMMARY_NAME]  # the temporary name is gone
@@ -47,7 +48,7 @@ def _umask() -> int:
     return mask
 
 
-def test_table_shows_outputs_errors_and_scores():
+def test_table_shows_outputs_errors_and_scores(tmp_path):
     lines = format_table(RESULTS).splitlines()
     assert lines[0].split() == ["row", "line", "status", "frames", "face", "seconds", "sync-c", "before", "sync-c",
                                 "after", "output", "/", "error"]  # fmt: skip
@@ -55,6 +56,9 @@ def test_table_shows_outputs_errors_and_scores():
     assert lines[2].split()[:3] == ["2", "3", "failed"] and lines[2].endswith("steps must be a whole number, got 'x'")
     assert lines[3].split() == ["3", "skipped", "c.mp4"]
     assert count_by_status(RESULTS) == {"ok": 1, "skipped": 1, "failed": 1}
+    silent = dataclasses.replace(RESULTS[1], silent_audio=True)
+    assert format_table([silent]).splitlines()[1].endswith("a.mp4 (silent audio)")
+    assert read_summary(write_summary([silent], tmp_path))[0]["silent_audio"] == "true"
 
 
 def test_results_from_rows():

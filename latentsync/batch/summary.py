@@ -27,6 +27,7 @@ class RowResult:
     frames_with_face: int | None = None
     sync_c_before: float | None = None  # Sync-C of the input as played against the new audio (--sync-scores)
     sync_c_after: float | None = None  # Sync-C of the output
+    silent_audio: bool | None = None  # the audio had no speech for the mouth to follow (media.is_silent)
     video: str = ""
     audio: str = ""
     output: str = ""
@@ -47,6 +48,8 @@ COLUMNS = [field.name for field in fields(RowResult)]
 def _cell(value) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
@@ -96,7 +99,8 @@ def format_table(results: Iterable[RowResult]) -> str:
         cells = []
         for _, attribute, fmt in TABLE_COLUMNS:
             if attribute is None:
-                cells.append(result.error if result.status == FAILED else Path(result.output).name)
+                text = result.error if result.status == FAILED else Path(result.output).name
+                cells.append(text + (" (silent audio)" if result.silent_audio else ""))
                 continue
             value = getattr(result, attribute)
             cells.append("" if value is None else fmt.format(value))

@@ -84,6 +84,7 @@ def run_job(job: Job, pipelines: PipelineCache, progress: RowProgress | None = N
         frames_with_face=result.frames_with_face,
         sync_c_before=result.sync_before.confidence if result.sync_before else None,
         sync_c_after=result.sync_after.confidence if result.sync_after else None,
+        silent_audio=result.silent_audio,
     )
 
 
