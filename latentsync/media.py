@@ -245,7 +245,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
 
 # Speech whose peak stays below -50 dBFS carries nothing for the lips to follow (16-bit dither sits near -90 dBFS):
 # the data toolchain drops such clips, and the pipeline's summary says so.
-SILENCE_PEAK = 10 ** (-50 / 20)
+SILENCE_DBFS = -50
+SILENCE_PEAK = 10 ** (SILENCE_DBFS / 20)
 
 
 def is_silent(waveform: np.ndarray) -> bool:

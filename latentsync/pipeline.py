@@ -182,9 +182,8 @@ class LipSyncResult:
                 "frames, so quality may be lower there (a larger face or a higher-resolution video helps)"
             )
         if self.silent_audio:
-            floor = 20 * math.log10(media.SILENCE_PEAK)
-            text += (f"; the audio is silent (no sample reaches {floor:.0f} dBFS): there is no speech for the mouth to "
-                     "follow; check that the right audio file was given")
+            text += (f"; the audio is silent (no sample reaches {media.SILENCE_DBFS} dBFS): there is no speech for the "
+                     "mouth to follow; check that the right audio file was given")
         if self.sync_before and self.sync_after:
             text += (
                 f"; Sync-C before {self.sync_before.confidence:.2f} -> after {self.sync_after.confidence:.2f}"

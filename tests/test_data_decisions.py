@@ -42,7 +42,6 @@ def test_quality_decision_on_mean_of_three_frames():
     assert d.quality_decision(np.array([90.0, 10.0, 10.0]), 36.6) is None
 
 
-
 def test_shift_waveform_delays_and_advances_by_whole_frames():
     wave = np.arange(1, 6401, dtype=np.float32)  # 10 frames of 640 samples
     later = d.shift_waveform(wave, 2)
