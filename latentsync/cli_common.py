@@ -24,9 +24,12 @@ INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def check_files_exist(args: argparse.Namespace, *names: str) -> None:
-    """:class:`InputError` naming the option (``--video``) when the file one of ``args.<name>`` gives is missing."""
+    """:class:`InputError` naming the option (``--video``) when the file one of ``args.<name>`` gives is missing or
+    is a folder."""
     for name in names:
         path = getattr(args, name)
+        if path is not None and Path(path).is_dir():
+            raise InputError(f"--{name}: {Path(path).name or path} is a folder, not a file")  # "/" has no name
         if path is not None and not path.is_file():
             raise InputError(f"--{name}: file not found: {Path(path).name}")  # the base name, as everywhere
 

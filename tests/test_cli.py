@@ -51,6 +51,15 @@ def test_missing_file_exits_2_with_a_message(tmp_path, capsys):
     assert str(tmp_path) not in err  # the base name, as everywhere: no absolute paths in messages
 
 
+def test_a_folder_given_as_the_audio_is_named_as_a_folder(tmp_path, capsys):
+    (tmp_path / "speech").mkdir()
+    code = main(["--video", str(DEMO_VIDEO), "--audio", str(tmp_path / "speech"), "--output", str(tmp_path / "o.mp4")])
+    assert code == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "--audio: speech is a folder, not a file" in err and "not found" not in err
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_bad_option_value_exits_2(tmp_path, capsys):
     code = main(["--video", str(DEMO_VIDEO), "--audio", str(DEMO_AUDIO), "--output", str(tmp_path / "o.mp4"),
                  "--steps", "0"])  # fmt: skip
