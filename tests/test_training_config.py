@@ -73,6 +73,20 @@ def test_unknown_keys_and_bad_values_are_named():
         unet_config_from_dict({"optimizer": {"lr_warmup_steps": -1}})
 
 
+def test_malformed_yaml_is_a_one_line_input_error(tmp_path, capsys):
+    from latentsync.cli_common import EXIT_INPUT
+    from latentsync.training.__main__ import main
+
+    config = tmp_path / "stage2.yaml"
+    config.write_text("optimizer:\n  lr: [1e-5\n", encoding="utf-8")  # an unclosed list
+    with pytest.raises(ValueError, match=r"stage2.yaml is not valid YAML at line 3, column 1: "):
+        load_unet_train_config(config)
+    assert main(["unet", str(config)]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("error: stage2.yaml is not valid YAML") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_lr_scheduler_names_are_diffusers_schedules():
     from diffusers.optimization import SchedulerType
 

@@ -167,7 +167,13 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training config not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:  # the parser's marks are 0-based; its whole message spans several lines
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise ValueError(f"{path.name} is not valid YAML{where}: {problem}") from err
     if not isinstance(data, dict):
         raise TypeError(f"{path}: a training config is a mapping of sections, got {type(data).__name__}")
     return data
