@@ -137,6 +137,13 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
     assert "outside RAW_DIR" in capsys.readouterr().err
     assert main([str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
     assert not (raw / "out").exists()
+    (raw / "notes.txt").write_text("no videos here")
+    (raw / ".hidden").mkdir()
+    (raw / ".hidden" / "a.mp4").write_bytes(b"skipped: hidden folder")
+    capsys.readouterr()
+    assert main([str(raw), str(tmp_path / "out")]) == 2
+    assert "holds no video files" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing written for a wrong RAW_DIR
 
 
 def test_stages_subset_needs_earlier_stages(tmp_path, capsys):

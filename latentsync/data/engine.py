@@ -8,7 +8,7 @@ found in RAW_DIR), so files left over from other runs are never picked up.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,15 +62,18 @@ def output_folder(stage: Stage, raw_dir: Path, out_dir: Path) -> Path:
     return raw_dir if stage.folder is None else out_dir / stage.folder
 
 
-def find_videos(raw_dir: Path) -> list[str]:
-    """Video files under ``raw_dir`` (by suffix; hidden files and folders skipped), relative POSIX paths, sorted."""
-    found = []
+def iter_videos(raw_dir: Path) -> Iterator[str]:
+    """Video files under ``raw_dir`` (by suffix; hidden files and folders skipped), relative POSIX paths, as found."""
     for root, dirs, files in os.walk(raw_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_SUFFIXES:
-                found.append((Path(root) / name).relative_to(raw_dir).as_posix())
-    return sorted(found)
+                yield (Path(root) / name).relative_to(raw_dir).as_posix()
+
+
+def find_videos(raw_dir: Path) -> list[str]:
+    """:func:`iter_videos`, sorted."""
+    return sorted(iter_videos(raw_dir))
 
 
 @dataclass(frozen=True)

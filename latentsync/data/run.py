@@ -11,8 +11,10 @@ from latentsync.data.engine import (
     ALL_STAGES,
     FILESLIST_STAGE,
     STAGES,
+    VIDEO_SUFFIXES,
     RunContext,
     get_stage,
+    iter_videos,
     pending,
     remove_partial_files,
     stage_inputs,
@@ -65,6 +67,9 @@ def process_dataset(
     options.check()
     check_dirs(raw_dir, out_dir)
     names = parse_stages(stages)
+    if STAGES[0].name in names and next(iter_videos(raw_dir), None) is None:  # most likely the wrong folder
+        raise InputError(f"RAW_DIR {raw_dir} holds no video files (looked for {', '.join(sorted(VIDEO_SUFFIXES))} "
+                         "in it and its sub-folders, hidden ones skipped)")
     out_dir.mkdir(parents=True, exist_ok=True)
     context = RunContext(raw_dir.resolve(), out_dir.resolve(), options)
     remove_partial_files(context)
