@@ -175,6 +175,10 @@ def test_csv_problems_that_stop_the_whole_file(tmp_path):
         read_jobs(tmp_path / "none.csv", tmp_path)
     with pytest.raises(InputError, match="not a jobs file"):
         read_jobs(write(tmp_path / "jobs.txt", "video,audio\n"), tmp_path)
+    with pytest.raises(InputError, match="d.csv lists no jobs"):
+        read_jobs(write(tmp_path / "d.csv", "video,audio\n\n"), tmp_path)
+    with pytest.raises(InputError, match="e.jsonl lists no jobs"):
+        read_jobs(write(tmp_path / "e.jsonl", "\n  \n"), tmp_path)
 
 
 def test_jsonl_rows(tmp_path):

@@ -227,6 +227,8 @@ def test_everything_ok_exits_0_and_bad_source_exits_2(clips, tiny_checkpoints, t
     assert code == EXIT_OK and "1 rows: 0 ok, 1 skipped, 0 failed" in stdout
     code, _, stderr = run_main([tmp_path / "missing.csv", out, *FAST])
     assert code == EXIT_INPUT and "no such file" in stderr
+    code, _, stderr = run_main([jobs, clips / "a2.wav", *FAST])
+    assert code == EXIT_INPUT and "OUT_DIR a2.wav is a file" in stderr and "Errno" not in stderr
 
 
 # ------------------------------------------------------------------------------------------------ Ray

@@ -33,8 +33,9 @@ complete), so an interrupted batch resumes where it stopped. OUT_DIR/summary.csv
 (ok, failed, skipped; "not run" after an interruption), error, frames, seconds, frames_with_face, sync_c_before,
 sync_c_after, video, audio, output.
 
-Exit codes: 0 every row ok or skipped; 3 the batch ran but some rows failed (see summary.csv); 2 bad arguments or an
-unreadable jobs source (nothing ran); 1 the batch itself failed (e.g. Ray unreachable); 130/143 interrupted.
+Exit codes: 0 every row ok or skipped; 3 the batch ran but some rows failed (see summary.csv); 2 bad arguments, an
+unreadable jobs source or one with no jobs (nothing ran); 1 the batch itself failed (e.g. Ray unreachable); 130/143
+interrupted.
 """
 
 

@@ -100,6 +100,8 @@ def read_jobs(source: str | os.PathLike, out_dir: str | os.PathLike,
                 row = RowError(number, line, f"output {row.output} is already the output of {first.where}; give "
                                f"this row its own output", str(row.video), str(row.audio), str(row.output))  # fmt: skip
         rows.append(row)
+    if not rows:  # a header with no rows, or a .jsonl of blank lines: most likely the wrong file
+        raise InputError(f"JOBS: {source.name} lists no jobs (no rows after the header, or no lines)")
     return rows
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from latentsync.batch.jobs import Job, RowError, read_jobs
 from latentsync.batch.summary import FAILED, OK, SKIPPED, RowResult, count_by_status, write_summary
 from latentsync.batch.worker import WorkerSettings, output_exists
+from latentsync.errors import InputError
 
 NOT_RUN = "not run"  # only in the summary of an interrupted batch: rows it did not finish (a re-run does them)
 INTERRUPTED_MESSAGE = "the batch was interrupted before this row finished"
@@ -46,12 +47,14 @@ def run_batch(config: BatchConfig) -> BatchReport:
     """Run every row of ``config.jobs`` that has no output yet; one row's failure never stops the others.
 
     Raises :class:`~latentsync.errors.InputError` only for what stops the whole batch before any row runs: a jobs
-    source that cannot be read, a device or dtype that cannot work here.
+    source that cannot be read or lists no rows, an OUT_DIR that is a file, a device or dtype that cannot work here.
     """
     from latentsync.batch.progress import BatchProgress
 
     # 1. Read and check the rows; those with an output already there are done.
     out_dir = Path(config.out_dir).absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"OUT_DIR {Path(config.out_dir).name} is a file; give a folder (it is created if missing)")
     rows = read_jobs(config.jobs, out_dir, config.defaults)
     results: dict[int, RowResult] = {}
     to_run: list[Job] = []
