@@ -143,6 +143,9 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
     capsys.readouterr()
     assert main([str(raw), str(tmp_path / "out")]) == 2
     assert "holds no video files" in capsys.readouterr().err
+    (tmp_path / "taken").write_text("a file where OUT_DIR should go")
+    assert main([str(raw), str(tmp_path / "taken")]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing written for a wrong RAW_DIR
 
 

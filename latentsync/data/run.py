@@ -41,6 +41,8 @@ def parse_stages(stages: str | list[str] | None) -> list[str]:
 def check_dirs(raw_dir: Path, out_dir: Path) -> None:
     if not raw_dir.is_dir():
         raise InputError(f"RAW_DIR {raw_dir} is not a folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"OUT_DIR {out_dir} is a file; give a folder (it is created if missing)")
     raw, out = raw_dir.resolve(), out_dir.resolve()
     if out == raw or raw in out.parents or out in raw.parents:
         raise InputError(
