@@ -13,9 +13,9 @@ from latentsync.training.data import (
     FRAMES_PER_WINDOW,
     SyncNetWindows,
     UNetWindows,
-    read_clip_paths,
     to_pixels,
 )
+from latentsync.training.inputs import check_fileslist
 from latentsync.training.tiny import write_synthetic_dataset
 
 RES = 32
@@ -35,7 +35,7 @@ def test_file_list_and_clip_format(dataset_dir):
     from latentsync import media
 
     fileslist, _ = dataset_dir
-    clips = read_clip_paths(fileslist)
+    clips = check_fileslist("data.train_fileslist", fileslist)
     assert [c.name for c in clips] == ["clip000.mp4", "clip001.mp4"]
     info = media.probe(clips[0])
     assert (info.width, info.height, info.has_audio, info.frames_at_model_fps) == (RES, RES, True, 60)
@@ -46,7 +46,7 @@ def test_unet_items(dataset_dir):
     from latentsync.training.data import read_clip
 
     fileslist, whisper = dataset_dir
-    clips = read_clip_paths(fileslist)
+    clips = check_fileslist("data.train_fileslist", fileslist)
     data = UNetWindows(clips, seed=5, resolution=RES, whisper_path=whisper, with_mel=True, samples_per_epoch=6)
     assert len(data) == 6
     encoder = WhisperAudioEncoder.from_checkpoint(whisper)
@@ -78,7 +78,7 @@ def test_syncnet_items_pair_audio_with_its_own_or_other_frames(dataset_dir):
     from latentsync.training.data import read_clip
 
     fileslist, _ = dataset_dir
-    clips = read_clip_paths(fileslist)
+    clips = check_fileslist("data.train_fileslist", fileslist)
     data = SyncNetWindows(clips, seed=0, resolution=RES, samples_per_epoch=24)
     labels = []
     for index in range(24):

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from latentsync.training.config import load_syncnet_train_config
-from latentsync.training.data import SyncNetWindows, read_clip_paths
+from latentsync.training.data import SyncNetWindows
+from latentsync.training.inputs import check_fileslist
 from latentsync.training.models import vae_folder
 from latentsync.training.syncnet_trainer import VisualInput, train_syncnet
 from latentsync.training.tiny import write_synthetic_dataset
@@ -33,7 +34,7 @@ def test_latent_input_is_the_reference_encoding_of_whole_faces(tiny_checkpoints,
     from latentsync.models.vae import LatentVae
     from latentsync.training.models import TrainingVae
 
-    dataset = SyncNetWindows(read_clip_paths(clips[0]), seed=0, resolution=TINY_LATENT_RESOLUTION, lower_half=False,
+    dataset = SyncNetWindows(check_fileslist("data.train_fileslist", clips[0]), seed=0, resolution=TINY_LATENT_RESOLUTION, lower_half=False,
                              samples_per_epoch=2)
     batch = {k: torch.stack([dataset[i][k] for i in range(2)]) for k in ("frames", "seed")}
     assert batch["frames"].shape == (2, 48, 32, 32)  # whole faces, not lower halves

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from latentsync import media
+from latentsync.errors import InputError
 from latentsync.training.config import unet_config_from_dict
 from latentsync.training.engine import VALIDATION_DIR
 from latentsync.training.tiny import tiny_unet_train_config, write_synthetic_dataset, write_tiny_syncnet_yaml
@@ -122,9 +123,9 @@ def test_validator_keeps_its_nets_restores_train_mode_and_leaves_the_weights_alo
 def test_validation_without_its_clips_is_refused_before_training(setup):
     config = config_for(setup, "missing", validate_every=1)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, val_audio_path=None))
-    with pytest.raises(ValueError, match=r"validate_every = 1 needs data.val_audio_path"):
+    with pytest.raises(InputError, match=r"validate_every = 1 needs data.val_audio_path"):
         train_unet(config)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, val_audio_path="nowhere.wav"))
-    with pytest.raises(FileNotFoundError, match="data.val_audio_path: no such file 'nowhere.wav'"):
+    with pytest.raises(InputError, match="data.val_audio_path: no such file 'nowhere.wav'"):
         train_unet(config)
     assert not (setup[0] / "missing").exists()  # refused before the run folder was made

@@ -1,6 +1,7 @@
 """``python -m latentsync.training syncnet|unet CONFIG [--resume]`` (or under ``accelerate launch``).
 
-Exit codes: 0 done, 1 failure, 2 bad arguments or config.
+Exit codes: 0 done, 1 failure (a missing or mismatched checkpoint: one line; anything else: its traceback), 2 bad
+arguments, config or inputs (file lists, clips, output folder, --resume without a saved state), before any model loads.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from latentsync.cli_common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK  # noqa: F401 -- EXIT_FAILURE: for callers
+from latentsync.cli_common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,14 +39,23 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, TypeError) as err:  # missing file, bad YAML or values
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT
-    if args.what == "syncnet":
-        from latentsync.training.syncnet_trainer import train_syncnet
+    from latentsync.errors import CheckpointError, InputError
 
-        result = train_syncnet(config, resume=args.resume)
-    else:
-        from latentsync.training.unet_trainer import train_unet
+    try:
+        if args.what == "syncnet":
+            from latentsync.training.syncnet_trainer import train_syncnet
 
-        result = train_unet(config, resume=args.resume)
+            result = train_syncnet(config, resume=args.resume)
+        else:
+            from latentsync.training.unet_trainer import train_unet
+
+            result = train_unet(config, resume=args.resume)
+    except InputError as err:  # the run's inputs (file lists, clips, folders, --resume): checked before any model loads
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    except CheckpointError as err:  # a model file missing or of another architecture; other failures keep their traceback
+        print(f"failed: {err}", file=sys.stderr)
+        return EXIT_FAILURE
     last = result.losses.get(result.final_step)
     print(f"done: step {result.final_step}" + (f", loss {last:.5f}" if last is not None else ""))
     return EXIT_OK

@@ -35,16 +35,6 @@ CLIP_CACHE_SIZE = 4  # decoded clips kept per worker process
 SEED_BOUND = 2**62  # per-sample seeds are drawn in [0, SEED_BOUND)
 
 
-def read_clip_paths(fileslist: str | Path) -> list[Path]:
-    """The clips of a file list (the data toolchain's ``read_fileslist`` contract); at least one."""
-    from latentsync.data.fileslist import read_fileslist  # the data toolchain's module, imported when needed
-
-    paths = read_fileslist(fileslist)
-    if not paths:
-        raise ValueError(f"the file list {fileslist} names no clips")
-    return list(paths)
-
-
 @dataclass(frozen=True)
 class Clip:
     frames: np.ndarray  # (n, res, res, 3) uint8 RGB at 25 fps

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from latentsync.errors import InputError
+
 STATE_DIR = "state"
 PROGRESS_FILE = "progress.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -182,14 +184,21 @@ def save_state(accelerator, output_dir: str | Path, step: int) -> Path:
     return final
 
 
+def check_saved_state(output_dir: str | Path) -> None:
+    """:class:`~latentsync.errors.InputError` unless ``output_dir`` holds a state :func:`save_state` wrote
+    (``--resume`` is checked before any model loads)."""
+    final = Path(output_dir) / STATE_DIR
+    if not (final / PROGRESS_FILE).is_file():
+        raise InputError(f"--resume: no saved training state in {final} (expected {PROGRESS_FILE} there); "
+                         f"run without --resume to start afresh")
+
+
 def load_state(accelerator, output_dir: str | Path) -> int:
     """Restore the state saved by :func:`save_state`; returns its optimiser step."""
+    check_saved_state(output_dir)
     final = Path(output_dir) / STATE_DIR
-    progress = final / PROGRESS_FILE
-    if not progress.is_file():
-        raise FileNotFoundError(f"--resume: no saved training state in {final} (expected {PROGRESS_FILE} there)")
     accelerator.load_state(str(final))
-    return int(json.loads(progress.read_text())["step"])
+    return int(json.loads((final / PROGRESS_FILE).read_text())["step"])
 
 
 def save_official_checkpoint(state_dict: dict[str, torch.Tensor], output_dir: str | Path, step: int) -> Path:

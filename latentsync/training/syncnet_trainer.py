@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from einops import rearrange
 
-from latentsync.training import engine, losses
+from latentsync.training import engine, inputs, losses
 from latentsync.training.config import SyncNetTrainConfig
 
 
@@ -101,9 +101,16 @@ def train_syncnet(config: SyncNetTrainConfig, resume: bool = False) -> engine.Tr
     """Run (or continue, with ``resume``) StableSyncNet training to ``config.train.max_train_steps`` steps."""
     from torch.utils.data import DataLoader
 
-    from latentsync.training.data import SyncNetWindows, read_clip_paths
+    from latentsync.training.data import SyncNetWindows
 
     run, data, opt = config.train, config.data, config.optimizer
+    # 0. The run's own inputs, before any model loads or the run folder is made.
+    train_clips = inputs.check_fileslist("data.train_fileslist", data.train_fileslist)
+    validate = bool(data.val_fileslist and run.validate_every)
+    val_clips = inputs.check_fileslist("data.val_fileslist", data.val_fileslist) if validate else []
+    inputs.check_output_dir(run.output_dir)
+    if resume:
+        engine.check_saved_state(run.output_dir)
     accelerator = engine.make_accelerator(run.output_dir, run.mixed_precision, run.gradient_accumulation_steps)
     log = engine.make_logger(run.output_dir, accelerator.is_main_process, "syncnet")
     torch.manual_seed(run.seed)
@@ -114,13 +121,13 @@ def train_syncnet(config: SyncNetTrainConfig, resume: bool = False) -> engine.Tr
     to_visual = visual_input(config, accelerator.device, log)
     # Pixel variants cut the lower halves in the dataset; the latent one encodes whole faces (and cuts latents).
     lower_half = model.config.lower_half and model.config.pixel_space
-    dataset = SyncNetWindows(read_clip_paths(data.train_fileslist), run.seed, data.resolution, lower_half,
+    dataset = SyncNetWindows(train_clips, run.seed, data.resolution, lower_half,
                              data.samples_per_epoch, data.fixed_samples)
     loader = DataLoader(dataset, batch_size=data.batch_size, shuffle=False, drop_last=True,
                         num_workers=data.num_workers)
     val_loader = None
-    if data.val_fileslist and run.validate_every:
-        val_set = SyncNetWindows(read_clip_paths(data.val_fileslist), run.seed + 1, data.resolution, lower_half,
+    if validate:
+        val_set = SyncNetWindows(val_clips, run.seed + 1, data.resolution, lower_half,
                                  config.val_samples)
         val_loader = DataLoader(val_set, batch_size=data.batch_size, num_workers=data.num_workers)
     optimizer = engine.make_optimizer(model.parameters(), opt, accelerator.num_processes)

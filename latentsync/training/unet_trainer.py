@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
-from latentsync.training import engine, losses
+from latentsync.training import engine, inputs, losses
 from latentsync.training.config import UNetTrainConfig, count_trainable_parameters, is_trainable
 
 
@@ -136,11 +136,17 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
 
     from latentsync.faces.mask import latent_mask
     from latentsync.pipeline import DDIM_CONFIG
-    from latentsync.training.data import UNetWindows, read_clip_paths
+    from latentsync.training.data import UNetWindows
     from latentsync.training.models import whisper_and_vae_paths
 
     run = config.train
-    validator = Validator(config) if run.validate_every else None  # checks its clips before any heavy work
+    # 0. The run's own inputs, before any model loads or the run folder is made.
+    train_clips = inputs.check_fileslist("data.train_fileslist", config.data.train_fileslist)
+    inputs.check_output_dir(run.output_dir)
+    if resume:
+        engine.check_saved_state(run.output_dir)
+    validator = Validator(config) if run.validate_every else None  # checks its clips
+    whisper_path, vae_dir = whisper_and_vae_paths(config.version, run.checkpoints_dir)  # before the UNet is built
     accelerator = engine.make_accelerator(run.output_dir, run.mixed_precision, run.gradient_accumulation_steps)
     log = engine.make_logger(run.output_dir, accelerator.is_main_process, "unet")
     torch.manual_seed(run.seed)  # fresh weights are equal on every process (DDP also broadcasts them)
@@ -152,13 +158,12 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
     assert sum(p.numel() for p in params) == trainable
     log.info(f"trainable UNet parameters: {trainable:,} of {total:,} (patterns {list(config.trainable_modules)}); "
              f"{accelerator.num_processes} processes on {accelerator.device}, {accelerator.distributed_type.value}")
-    whisper_path, vae_dir = whisper_and_vae_paths(config.version, run.checkpoints_dir)
     nets = load_frozen_nets(config, vae_dir, accelerator.device)
     alphas_cumprod = DDIMScheduler.from_config(DDIM_CONFIG).alphas_cumprod  # (1000,) float32
     mask = torch.from_numpy(latent_mask(config.data.resolution))  # (h, w), 1 = keep
 
     # 2. Data, optimiser, and accelerate's wrapping.
-    dataset = UNetWindows(read_clip_paths(config.data.train_fileslist), run.seed, config.data.resolution,
+    dataset = UNetWindows(train_clips, run.seed, config.data.resolution,
                           whisper_path, with_mel=nets.syncnet is not None,
                           samples_per_epoch=config.data.samples_per_epoch, fixed_samples=config.data.fixed_samples)
     loader = DataLoader(dataset, batch_size=config.data.batch_size, shuffle=False, drop_last=True,
@@ -192,19 +197,6 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
     return book.close()
 
 
-def check_validation_clips(config: UNetTrainConfig) -> None:
-    """Validation needs a video and a speech file; checked before training starts, not at the first validation."""
-    data = config.data
-    missing = [name for name in ("val_video_path", "val_audio_path") if not getattr(data, name)]
-    if missing:
-        raise ValueError(f"train.validate_every = {config.train.validate_every} needs "
-                         f"{' and '.join('data.' + m for m in missing)} (a talking-face video and a speech file); "
-                         f"set them, or validate_every: 0")
-    for name in ("val_video_path", "val_audio_path"):
-        if not Path(getattr(data, name)).is_file():
-            raise FileNotFoundError(f"data.{name}: no such file {getattr(data, name)!r}")
-
-
 class Validator:
     """Renders ``data.val_video_path`` lip-synced to ``data.val_audio_path`` with the inference pipeline and scores
     it (Sync-C / Sync-D with the original SyncNet). Each call renders with the UNet as trained so far and the
@@ -213,7 +205,8 @@ class Validator:
     logged beside every render's). The clips are checked when it is made."""
 
     def __init__(self, config: UNetTrainConfig) -> None:
-        check_validation_clips(config)
+        inputs.check_validation_clips(config.train.validate_every, config.data.val_video_path,
+                                      config.data.val_audio_path)
         self.config = config
         self.pipeline = None  # built by the first call
         self.input_scores = None  # SyncScore of the input video, measured by the first call
