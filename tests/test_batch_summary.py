@@ -119,7 +119,7 @@ def test_help_documents_the_format_options_and_exit_codes():
 
 
 def test_argument_errors_exit_2(tmp_path, capsys):
-    (tmp_path / "jobs.csv").write_text("video,audio\n")
+    (tmp_path / "jobs.csv").write_text("video,audio\na.mp4,a.wav\n")  # one row (its files need not exist)
     assert main([str(tmp_path / "jobs.csv"), str(tmp_path / "out"), "--workers", "0"]) == EXIT_INPUT
     assert "--workers must be at least 1, got 0" in capsys.readouterr().err
     assert main([str(tmp_path / "jobs.csv"), str(tmp_path / "out"), "--set", "steps"]) == EXIT_INPUT
