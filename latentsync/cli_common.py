@@ -1,4 +1,4 @@
-"""What every ``python -m latentsync...`` command shares: exit codes, the input-file check, orderly stops on SIGINT /
+"""What every ``python -m latentsync...`` command shares: exit codes, the input-file and output-folder checks, orderly stops on SIGINT /
 SIGTERM, and one-line error reports (:func:`run_reporting_errors`).
 
 A leaf (the standard library and :mod:`latentsync.errors` only): the main CLI (:mod:`latentsync.cli`, which
@@ -28,10 +28,20 @@ def check_files_exist(args: argparse.Namespace, *names: str) -> None:
     is a folder."""
     for name in names:
         path = getattr(args, name)
-        if path is not None and Path(path).is_dir():
-            raise InputError(f"--{name}: {Path(path).name or path} is a folder, not a file")  # "/" has no name
-        if path is not None and not path.is_file():
-            raise InputError(f"--{name}: file not found: {Path(path).name}")  # the base name, as everywhere
+        if path is None:
+            continue
+        path = Path(path)
+        if path.is_dir():
+            raise InputError(f"--{name}: {path.name or path} is a folder, not a file")  # "/" has no name
+        if not path.is_file():
+            raise InputError(f"--{name}: file not found: {path.name}")  # the base name, as everywhere
+
+
+def check_output_folder(path: str | Path, shown_as: str) -> None:
+    """:class:`InputError` when the output folder ``path`` (created if missing) is an existing file; ``shown_as``
+    names it in the message the way its command does (``"OUT_DIR out"``, ``"train.output_dir: runs/x"``)."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise InputError(f"{shown_as} is a file; give a folder (it is created if missing)")
 
 
 class Interrupted(KeyboardInterrupt):

@@ -11,7 +11,7 @@ from typing import Any
 from latentsync.batch.jobs import Job, RowError, read_jobs
 from latentsync.batch.summary import FAILED, OK, SKIPPED, RowResult, count_by_status, write_summary
 from latentsync.batch.worker import WorkerSettings, output_exists
-from latentsync.errors import InputError
+from latentsync.cli_common import check_output_folder
 
 NOT_RUN = "not run"  # only in the summary of an interrupted batch: rows it did not finish (a re-run does them)
 INTERRUPTED_MESSAGE = "the batch was interrupted before this row finished"
@@ -53,8 +53,7 @@ def run_batch(config: BatchConfig) -> BatchReport:
 
     # 1. Read and check the rows; those with an output already there are done.
     out_dir = Path(config.out_dir).absolute()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"OUT_DIR {Path(config.out_dir).name} is a file; give a folder (it is created if missing)")
+    check_output_folder(out_dir, f"OUT_DIR {out_dir.name}")
     rows = read_jobs(config.jobs, out_dir, config.defaults)
     results: dict[int, RowResult] = {}
     to_run: list[Job] = []

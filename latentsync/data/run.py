@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from latentsync.cli_common import check_output_folder
 from latentsync.data.engine import (
     ALL_STAGES,
     FILESLIST_STAGE,
@@ -41,8 +42,7 @@ def parse_stages(stages: str | list[str] | None) -> list[str]:
 def check_dirs(raw_dir: Path, out_dir: Path) -> None:
     if not raw_dir.is_dir():
         raise InputError(f"RAW_DIR {raw_dir} is not a folder")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"OUT_DIR {out_dir} is a file; give a folder (it is created if missing)")
+    check_output_folder(out_dir, f"OUT_DIR {out_dir}")
     raw, out = raw_dir.resolve(), out_dir.resolve()
     if out == raw or raw in out.parents or out in raw.parents:
         raise InputError(

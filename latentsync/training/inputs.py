@@ -2,13 +2,15 @@
 clips they name, the output folder, the validation clips. Each problem is an :class:`~latentsync.errors.InputError`
 naming the config key, which ``python -m latentsync.training`` prints as one line (exit 2).
 
-A leaf: the standard library, :mod:`latentsync.errors` and the data toolchain's file-list reader.
+A leaf: the standard library, :mod:`latentsync.errors`, :mod:`latentsync.cli_common` and the data toolchain's
+file-list reader.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from latentsync.cli_common import check_output_folder
 from latentsync.errors import InputError
 
 MISSING_SHOWN = 3  # missing clips named in the message; the rest are counted
@@ -40,8 +42,7 @@ def check_fileslist(key: str, fileslist: str | Path | None) -> list[Path]:
 
 def check_output_dir(output_dir: str | Path) -> None:
     """``train.output_dir`` may be missing (it is created) or a folder, not a file."""
-    if Path(output_dir).exists() and not Path(output_dir).is_dir():
-        raise InputError(f"train.output_dir: {output_dir} is a file; give a folder (it is created if missing)")
+    check_output_folder(output_dir, f"train.output_dir: {output_dir}")
 
 
 def check_validation_clips(validate_every: int, video: str | None, audio: str | None) -> None:
