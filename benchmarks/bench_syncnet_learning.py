@@ -27,9 +27,10 @@ if str(REPO_ROOT) not in sys.path:  # a script in benchmarks/: import the packag
 
 
 def keep_clips_decoded(n_clips: int) -> None:
-    """The trainer keeps CLIP_CACHE_SIZE (4) decoded clips per process, which the learning run's 4 training clips
-    fill; with more, every batch would decode clips again. Widen the cache (in this process, the one the trainer's
-    data loader reads in: ``data.num_workers`` is 0) so that only the data, not the speed, changes."""
+    """The trainer keeps CLIP_CACHE_SIZE (4) decoded clips per process: the learning run's 4 training clips fill it,
+    each validation's 2 held-out clips evict some, and with more training clips every batch would decode clips again.
+    Widen the cache to hold them all (in this process, the one the trainer's data loader reads in:
+    ``data.num_workers`` is 0): the windows drawn are the same, only the decoding is saved."""
     from latentsync.training import data
     from latentsync.training.tiny import SYNC_LEARNING_VAL_CLIPS
 
@@ -50,7 +51,8 @@ def run_seed(seed: int, steps: int, every: int, val_samples: int, train_clips: i
         started = time.perf_counter()
         result = train_syncnet(config)
         seconds = time.perf_counter() - started
-    return {"seed": seed, "train_clips": train_clips, "seconds": round(seconds, 1), "seconds_per_step": round(seconds / steps, 3),
+    return {"seed": seed, "train_clips": train_clips, "seconds": round(seconds, 1),
+            "seconds_per_step": round(seconds / steps, 3),
             "accuracy": {str(step): round(scores["val_accuracy"], 3) for step, scores in result.validations.items()},
             "loss": {str(step): round(scores["val_loss"], 4) for step, scores in result.validations.items()}}
 

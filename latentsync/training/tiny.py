@@ -286,11 +286,11 @@ SYNC_LEARNING_VAL_SEED = 1000  # held-out clips: seeds the training clips never 
 def syncnet_learning_config(root: str | Path, max_train_steps: int, validate_every: int, val_samples: int = 256,
                             seed: int | None = None, log_every: int = 50,
                             train_clips: int = SYNC_LEARNING_TRAIN_CLIPS):
-    """Write the learning run's clips (:func:`write_sync_clip`: 4 for training, 2 held out) under ``root`` and return
-    its :class:`~latentsync.training.config.SyncNetTrainConfig`: the plain tiny net
+    """Write the learning run's clips (:func:`write_sync_clip`: ``train_clips`` (4) for training, 2 held out) under
+    ``root`` and return its :class:`~latentsync.training.config.SyncNetTrainConfig`: the plain tiny net
     (:func:`tiny_learning_syncnet_model_section`), batch 16, AdamW lr 1e-4, validation on ``val_samples`` held-out
-    windows every ``validate_every`` steps; ``seed``: ``train.seed`` (default the config's, 42); ``train_clips``:
-    how many training clips (seeds 0 .. n-1; the held-out ones are the same whatever n)."""
+    windows every ``validate_every`` steps; ``seed``: ``train.seed`` (default the config's, 42). The training clips
+    use seeds 0 .. ``train_clips`` - 1; the held-out ones are the same whatever their number."""
     from latentsync.training.config import load_syncnet_train_config
 
     root = Path(root)
