@@ -38,6 +38,17 @@ def tiny_checkpoints(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_checkpoints_face_alignment(tmp_path_factory) -> Path:
+    """The tiny checkpoint directory with the production face backend: face-alignment's SFD detector and 2D-FAN-4
+    with random weights in the Hub's formats (+180 MB, written once per session and shared by every production-backend
+    twin). The random detector reports a face per coarse anchor and random landmarks, so a test on it asserts what does
+    not depend on where the landmarks fall (frame counts, durations, no internal error)."""
+    from latentsync.tiny import write_tiny_checkpoints
+
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("tiny-checkpoints-fa"), seed=0, face_alignment=True)
+
+
+@pytest.fixture(scope="session")
 def tiny_pipeline(tiny_checkpoints):
     """The pipeline loaded from the tiny checkpoints through the same code path as the real weights (CPU, fp32)."""
     from latentsync import load_pipeline

@@ -90,8 +90,8 @@ def test_device_is_checked_before_the_weights(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def face_alignment_checkpoints(tmp_path_factory):
-    return write_tiny_checkpoints(tmp_path_factory.mktemp("tiny-fa"), seed=0, face_alignment=True)
+def face_alignment_checkpoints(tiny_checkpoints_face_alignment):
+    return tiny_checkpoints_face_alignment
 
 
 def test_default_tiny_directory_has_no_face_alignment_files(tiny_checkpoints):
