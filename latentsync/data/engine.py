@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from latentsync.data import stages_media, stages_models
 from latentsync.data.options import DataOptions
 from latentsync.data.outcome import Outcome
-from latentsync.data.records import RECORDS_FOLDER, Record, file_stamp, read_record, write_record
+from latentsync.data.records import (  # VIDEO_SUFFIXES: also imported from here
+    RECORDS_FOLDER,
+    VIDEO_SUFFIXES,
+    Record,
+    file_stamp,
+    read_record,
+    write_record,
+)
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"})
-ERROR_REASON = "error"  # prefix of the reason recorded when a stage raised: "error (RuntimeError)"
+# Prefix of every reason that is not about the clip: a stage raised ("error (RuntimeError)"), a worker process died,
+# a Ray worker was lost, the models did not load. Such records are redone by the next run (these failures are often
+# transient: a download, out of memory, a killed node); drops for a reason about the clip stay done.
+ERROR_REASON = "error"
 DETAIL_CHARS = 800  # characters of an error message kept in a record
 
 
@@ -76,17 +85,53 @@ def find_videos(raw_dir: Path) -> list[str]:
     return sorted(iter_videos(raw_dir))
 
 
+def internal_error_reason(exception_type: str) -> str:
+    return f"{ERROR_REASON} ({exception_type})"
+
+
+def is_internal_error(reason: str | None) -> bool:
+    """A record dropped for a failure of the machinery, not for something about the clip."""
+    return reason is not None and (reason == ERROR_REASON or reason.startswith(f"{ERROR_REASON} ("))
+
+
 @dataclass(frozen=True)
 class RunContext:
-    """Everything a worker needs to run a clip (picklable: sent to processes and Ray actors)."""
+    """Everything a worker needs to run a clip (picklable: sent to processes and Ray actors).
+
+    ``weights``: stage name -> identity of the weights it uses (:func:`latentsync.data.weights.weights_identity`),
+    filled by :func:`with_weights` for the model stages of a run; part of the settings a record is checked against.
+    """
 
     raw_dir: Path
     out_dir: Path
     options: DataOptions
+    weights: dict = field(default_factory=dict)
+
+    def stage_params(self, stage_name: str) -> dict:
+        """The settings that change what ``stage_name`` produces: the options' and the identity of its weights."""
+        params = self.options.stage_params(stage_name)
+        if self.weights.get(stage_name):
+            params = {**params, "weights": self.weights[stage_name]}
+        return params
 
 
-def is_done(record: Record | None, stage: Stage, source: Path, options: DataOptions) -> bool:
-    if record is None or record.params != options.stage_params(stage.name):
+def with_weights(context: RunContext, stage_names: list[str]) -> RunContext:
+    """``context`` with the weights' identity of each model stage in ``stage_names`` (CheckpointError, naming the
+    files, when some are missing)."""
+    from latentsync.data.weights import weights_identity
+
+    return replace(context, weights={**context.weights, **{s.name: weights_identity(s.name, context.options)
+                                                           for s in STAGES if s.uses_models and s.name in stage_names}})
+
+
+def is_done(record: Record | None, stage: Stage, source: Path, context: RunContext) -> bool:
+    """The clip needs no work: its record is current and not an internal error."""
+    return record is not None and not is_internal_error(record.dropped) and is_current(record, stage, source, context)
+
+
+def is_current(record: Record | None, stage: Stage, source: Path, context: RunContext) -> bool:
+    """The record was made with the same settings (and weights) from the same input file (size and mtime)."""
+    if record is None or record.params != context.stage_params(stage.name):
         return False
     try:
         return record.input_stamp == file_stamp(source)
@@ -103,7 +148,7 @@ def process_clip(stage_name: str, rel: str, context: RunContext, models=None) ->
     options = context.options
     source = source_folder(stage, context.raw_dir, context.out_dir) / rel
     existing = read_record(context.out_dir, stage.name, rel)
-    if is_done(existing, stage, source, options):
+    if is_done(existing, stage, source, context):
         return existing
     if models is None and stage.uses_models:
         from latentsync.data.models import models_for
@@ -113,10 +158,25 @@ def process_clip(stage_name: str, rel: str, context: RunContext, models=None) ->
     try:
         outcome = stage.run(source, rel, output_folder(stage, context.raw_dir, context.out_dir), options, models)
     except Exception as err:  # one bad clip never stops the run
-        outcome = Outcome(dropped=f"{ERROR_REASON} ({type(err).__name__})", detail=str(err)[-DETAIL_CHARS:])
+        outcome = Outcome(dropped=internal_error_reason(type(err).__name__), detail=str(err)[-DETAIL_CHARS:])
     record = Record(stage=stage.name, input=rel, outputs=outcome.outputs, dropped=outcome.dropped,
                     detail=outcome.detail, pieces_dropped=outcome.pieces_dropped, metrics=outcome.metrics,
-                    input_stamp=stamp, params=options.stage_params(stage.name))  # fmt: skip
+                    input_stamp=stamp, params=context.stage_params(stage.name))  # fmt: skip
+    write_record(context.out_dir, record)
+    return record
+
+
+def record_failure(stage_name: str, rel: str, context: RunContext, reason: str, detail: str) -> Record:
+    """Record that ``rel`` could not be processed for a reason outside the stage function (a dead worker, models that
+    did not load); ``reason`` is an internal error, so the next run retries the clip."""
+    stage = get_stage(stage_name)
+    source = source_folder(stage, context.raw_dir, context.out_dir) / rel
+    try:
+        stamp = file_stamp(source)
+    except OSError:
+        stamp = []
+    record = Record(stage=stage_name, input=rel, dropped=reason, detail=detail[-DETAIL_CHARS:], input_stamp=stamp,
+                    params=context.stage_params(stage_name))  # fmt: skip
     write_record(context.out_dir, record)
     return record
 
@@ -145,10 +205,28 @@ def stage_records(stage: Stage, clips: list[str], context: RunContext) -> list[R
 
 
 def pending(stage: Stage, clips: list[str], context: RunContext) -> list[str]:
-    """The clips of ``stage`` without a current record (what is left to do)."""
+    """The clips of ``stage`` left to do: without a current record, or with an internal error."""
+    return pending_and_retried(stage, clips, context)[0]
+
+
+def unrecorded(stage: Stage, clips: list[str], context: RunContext) -> list[str]:
+    """The clips of ``stage`` without a current record (an internal error recorded by this run counts as one)."""
     source = source_folder(stage, context.raw_dir, context.out_dir)
-    return [rel for rel in clips if not is_done(read_record(context.out_dir, stage.name, rel), stage, source / rel,
-                                                context.options)]  # fmt: skip
+    return [rel for rel in clips
+            if not is_current(read_record(context.out_dir, stage.name, rel), stage, source / rel, context)]  # fmt: skip
+
+
+def pending_and_retried(stage: Stage, clips: list[str], context: RunContext) -> tuple[list[str], list[str]]:
+    """(the clips of ``stage`` left to do, those of them whose record is an internal error: retried)."""
+    source = source_folder(stage, context.raw_dir, context.out_dir)
+    todo, retried = [], []
+    for rel in clips:
+        record = read_record(context.out_dir, stage.name, rel)
+        if not is_done(record, stage, source / rel, context):
+            todo.append(rel)
+            if record is not None and is_internal_error(record.dropped):
+                retried.append(rel)
+    return todo, retried
 
 
 def remove_partial_files(context: RunContext) -> None:

@@ -31,7 +31,8 @@ def read_fileslist(path: str | os.PathLike) -> list[Path]:
 def write_fileslist(path: str | os.PathLike, clips: Iterable[str | os.PathLike], header: str = "") -> Path:
     """Write ``clips`` (paths under the list's folder are stored relative to it), atomically; returns ``path``.
 
-    ``header``: optional comment lines (each written with a leading ``# ``).
+    ``header``: optional comment lines (each written with a leading ``# ``). :func:`read_fileslist` skips them, but
+    the reference trainer would read them as paths: :func:`latentsync.data.process_dataset` writes none.
     """
     path = Path(path)
     folder = path.parent.resolve()

@@ -45,6 +45,15 @@ class WorkerModels:
 
         return load_hyperiqa(resolve_auxiliary("hyperiqa", self.options.checkpoints), self.device)
 
+    def load_for(self, stage_name: str) -> None:
+        """Load the networks ``stage_name`` uses now (a Ray actor does it in its constructor)."""
+        if stage_name in ("faces", "sync"):
+            self.face_backend  # noqa: B018 (a cached property: reading it loads the network)
+        if stage_name == "sync":
+            self.sync_scorer  # noqa: B018
+        if stage_name == "quality":
+            self.hyperiqa  # noqa: B018
+
 
 _PROCESS_MODELS: dict[DataOptions, WorkerModels] = {}
 

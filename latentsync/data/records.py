@@ -10,8 +10,9 @@ Layout under OUT_DIR (every stage mirrors the sub-folders of RAW_DIR)::
 
 Every file is written under a temporary name and moved into place with ``os.replace``; a stage's record is written
 last, after all its outputs, so a record that exists means the clip is done. A record is reused only when its input
-file is unchanged (size and modification time) and the stage's settings match; otherwise the clip is redone. Nothing
-is ever written into RAW_DIR.
+file is unchanged (size and modification time), the stage's settings (and weights) match and it is not an internal
+error (``error (...)``); otherwise the clip is redone. Distinct inputs get distinct outputs (:func:`mp4_name`).
+Nothing is ever written into RAW_DIR.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from pathlib import Path
 RECORDS_FOLDER = "records"
 REPORT_NAME = "report.json"
 FILESLIST_NAME = "fileslist.txt"
-TMP_PREFIX = ".tmp-"  # partial files and folders; never listed, removed by the stage that made them
+TMP_PREFIX = ".tmp-"
+# The files RAW_DIR is searched for (compared in lower case).
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"})  # partial files and folders; never listed, removed by the stage that made them
 
 
 @dataclass
@@ -92,11 +95,25 @@ def copy_atomic(source: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
+MP4_SUFFIX = ".mp4"
+
+
 def mp4_name(rel: str) -> str:
-    """Output name of an input clip: ``a/b.mp4`` stays, other containers keep their suffix: ``a/b.mov.mp4``."""
-    return rel if rel.lower().endswith(".mp4") else f"{rel}.mp4"
+    """Output name of an input clip, distinct for distinct inputs: ``a/b.mp4`` stays; any other name gets ``.mp4``
+    appended: ``a/b.mov`` -> ``a/b.mov.mp4``, ``a/b.MP4`` -> ``a/b.MP4.mp4``, and ``x.mov.mp4`` (a name that looks
+    like an output already) -> ``x.mov.mp4.mp4``.
+
+    Why it never collides: a name kept as it is ends with ``.mp4`` and, without it, has no video suffix; an appended
+    name, without its ``.mp4``, is the input, which has one (the toolchain only picks up ``VIDEO_SUFFIXES``).
+    """
+    if rel.endswith(MP4_SUFFIX):
+        inner = rel[: -len(MP4_SUFFIX)]
+        if os.path.splitext(inner)[1].lower() not in VIDEO_SUFFIXES:
+            return rel
+    return f"{rel}{MP4_SUFFIX}"
 
 
 def stem_of(rel: str) -> str:
-    """``a/b.mp4`` -> ``a/b`` (the base for numbered pieces ``a/b_shot_001.mp4``)."""
-    return mp4_name(rel)[: -len(".mp4")]
+    """``a/b.mp4`` -> ``a/b`` (the base for numbered pieces ``a/b_shot_001.mp4``); outputs of the earlier stages always
+    end with ``.mp4``, so distinct outputs have distinct stems."""
+    return rel.removesuffix(MP4_SUFFIX)

@@ -18,16 +18,19 @@ class StageReport:
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> clips (or pieces) dropped
     seconds: float = 0.0  # wall time of this run's stage (0 when everything was already done)
     processed: int = 0  # clips actually processed in this run (the rest were done before)
+    retried: int = 0  # of those, clips whose previous record was an internal error ("error (...)")
 
 
-def summarise(stage: str, records: list[Record], seconds: float = 0.0, processed: int = 0) -> StageReport:
+def summarise(stage: str, records: list[Record], seconds: float = 0.0, processed: int = 0,
+              retried: int = 0) -> StageReport:  # fmt: skip
     dropped: Counter[str] = Counter()
     for record in records:
         if record.dropped is not None:
             dropped[record.dropped] += 1
         dropped.update(record.pieces_dropped)
     clips_out = sum(len(r.outputs) for r in records)
-    return StageReport(stage, len(records), clips_out, dict(sorted(dropped.items())), round(seconds, 2), processed)
+    return StageReport(stage, len(records), clips_out, dict(sorted(dropped.items())), round(seconds, 2), processed,
+                       retried)  # fmt: skip
 
 
 def format_table(reports: list[StageReport]) -> str:
@@ -38,6 +41,9 @@ def format_table(reports: list[StageReport]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}" for row in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))
+    retried = [f"{r.stage} {r.retried}" for r in reports if r.retried]
+    if retried:
+        lines.append(f"retried after an internal error: {', '.join(retried)}")
     return "\n".join(lines)
 
 

@@ -16,10 +16,11 @@ from latentsync.data.engine import (
     RunContext,
     get_stage,
     iter_videos,
-    pending,
+    pending_and_retried,
     remove_partial_files,
     stage_inputs,
     stage_records,
+    with_weights,
 )
 from latentsync.data.fileslist import write_fileslist
 from latentsync.data.options import DataOptions
@@ -64,7 +65,8 @@ def process_dataset(
 ) -> list[StageReport]:
     """Run the stages (all by default) over every video under ``raw_dir``; returns the per-stage report, which is
     also printed (unless ``quiet``) and written to ``out_dir/report.json``. Re-running resumes: finished clips are
-    skipped. ``use_ray`` (or a ``ray_address``) runs the stages as a Ray Data pipeline instead of a local pool."""
+    skipped, and clips recorded as an internal error (``error (...)``) are retried. ``use_ray`` (or a
+    ``ray_address``) runs the stages as a Ray Data pipeline instead of a local pool."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     options.check()
     check_dirs(raw_dir, out_dir)
@@ -73,7 +75,8 @@ def process_dataset(
         raise InputError(f"RAW_DIR {raw_dir} holds no video files (looked for {', '.join(sorted(VIDEO_SUFFIXES))} "
                          "in it and its sub-folders, hidden ones skipped)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    context = RunContext(raw_dir.resolve(), out_dir.resolve(), options)
+    # The weights of the model stages to run are part of their records' settings (CheckpointError when missing).
+    context = with_weights(RunContext(raw_dir.resolve(), out_dir.resolve(), options), names)
     remove_partial_files(context)
     if use_ray or ray_address is not None:
         from latentsync.data.runner_ray import RayRunner
@@ -89,12 +92,12 @@ def process_dataset(
             if stage.name not in names:
                 continue
             clips = stage_inputs(stage, context)
-            todo = pending(stage, clips, context)
+            todo, retried = pending_and_retried(stage, clips, context)
             started = time.perf_counter()
             if todo:
                 _run_with_progress(runner, stage.name, todo, context, show_progress)
             reports.append(summarise(stage.name, stage_records(stage, clips, context),
-                                     time.perf_counter() - started, len(todo)))  # fmt: skip
+                                     time.perf_counter() - started, len(todo), len(retried)))  # fmt: skip
     finally:
         runner.close()
     extra = {}
@@ -102,8 +105,8 @@ def process_dataset(
         last = STAGES[-1]
         records = stage_records(last, stage_inputs(last, context), context)
         clips = [context.out_dir / last.folder / rel for record in records for rel in record.outputs]
-        path = write_fileslist(context.out_dir / FILESLIST_NAME, clips,
-                               header=f"LatentSync training clips ({options.resolution} px), {len(clips)} files")
+        # No comment line: the reference trainer reads every non-empty line as a clip path.
+        path = write_fileslist(context.out_dir / FILESLIST_NAME, clips)
         extra = {"fileslist": str(path), "fileslist_clips": len(clips)}
     write_report(context.out_dir, reports, {"options": _options_json(options), **extra})
     if not quiet:

@@ -2,7 +2,8 @@
 
 Workers keep their networks between clips and stages (:func:`latentsync.data.models.models_for`). One worker runs
 in this process. A worker that dies (out of memory, a crashing codec) takes its clip with it: the pool is rebuilt and
-the clips without a record are retried once; a clip that kills a worker twice is recorded as dropped.
+the clips without a current record are retried once; a clip that kills a worker twice is recorded as
+``error (worker crashed)``, which the next run retries again.
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
-from latentsync.data.engine import RunContext, process_clip
-from latentsync.data.outcome import Outcome
-from latentsync.data.records import Record, file_stamp, read_record, write_record
+from latentsync.data.engine import (
+    RunContext,
+    get_stage,
+    internal_error_reason,
+    process_clip,
+    record_failure,
+    unrecorded,
+)
 
-WORKER_CRASH_REASON = "error (worker crashed)"
+WORKER_CRASH_REASON = internal_error_reason("worker crashed")  # an internal error: the next run retries the clip
 CRASH_RETRIES = 1
 
 
@@ -63,23 +69,13 @@ class LocalRunner:
             except BrokenProcessPool:
                 self._pool.shutdown(cancel_futures=True)
                 self._pool = None
-                todo = [rel for rel in todo if read_record(context.out_dir, stage_name, rel) is None]
+                todo = unrecorded(get_stage(stage_name), todo, context)
         for rel in todo:  # killed a worker every time: record it so the run completes
-            _record_crash(stage_name, rel, context)
+            record_failure(stage_name, rel, context, WORKER_CRASH_REASON,
+                           "the worker process died while processing this clip")
             progress(1)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
-
-
-def _record_crash(stage_name: str, rel: str, context: RunContext) -> None:
-    from latentsync.data.engine import get_stage, source_folder
-
-    stage = get_stage(stage_name)
-    source = source_folder(stage, context.raw_dir, context.out_dir) / rel
-    outcome = Outcome(dropped=WORKER_CRASH_REASON, detail="the worker process died while processing this clip")
-    write_record(context.out_dir, Record(stage=stage_name, input=rel, dropped=outcome.dropped, detail=outcome.detail,
-                                         input_stamp=file_stamp(source),
-                                         params=context.options.stage_params(stage_name)))  # fmt: skip

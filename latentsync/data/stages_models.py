@@ -29,6 +29,8 @@ from latentsync.data.records import TMP_PREFIX, copy_atomic, tmp_path_for
 from latentsync.data.stages_media import AUDIO_ARGS
 from latentsync.errors import InputError
 from latentsync.faces import Face, FaceTracker, anchor_points, estimate_affines, warp_faces
+from latentsync.faces.batch_detection import detect_frames
+from latentsync.faces.face_types import REFERENCE_MIN_SCORE
 
 DECODE_CHUNK_FRAMES = 16  # frames held at a time (16 x 1080p RGB ~ 100 MB)
 AFFINE_CRF = 13  # the reference's affine_transform.py encodes the aligned faces with libx264 -crf 13
@@ -36,33 +38,57 @@ DROP_ALIGNMENT = "face alignment failed"
 DROP_SYNC_UNSCORABLE = "sync could not be scored"
 
 
-class FaceCounter:
-    """A landmark backend that passes detections through to the tracker and remembers, per frame, how many faces
-    the detector found (at its own score threshold) and the size of the largest.
+class FaceCountError(RuntimeError):
+    """The landmark backend did not report faces for every frame of the clip (a backend bug, not the clip's fault:
+    recorded as an internal error, so the next run retries the clip)."""
 
-    Only calls on frames of the chunk announced with :meth:`watch` are counted (the tracker may also search an
-    enlarged copy of a frame; that is not another frame). Other attributes are the wrapped backend's.
+
+class FaceCounter:
+    """A landmark backend for the tracker that hands it every detection unchanged and remembers, per frame of the
+    clip, how many faces the detector found (at its own score threshold) and the size of the largest.
+
+    Faces are counted where they are produced, on both paths a backend offers: :meth:`detect_batch` (the tracker's
+    one call per chunk, through the wrapped backend's own ``detect_batch`` when it has one, e.g. face-alignment)
+    and :meth:`detect`. Only frames of the chunk announced with :meth:`watch` are counted (the tracker may also
+    search an enlarged copy of a frame; that is not another frame). Nothing else of the wrapped backend is exposed,
+    so no call can bypass the count.
     """
 
     def __init__(self, backend):
         self.backend = backend
-        self.min_score = getattr(backend, "min_score", 0.5)
+        self.name = getattr(backend, "name", type(backend).__name__)
+        self.min_score = getattr(backend, "min_score", REFERENCE_MIN_SCORE)
+        self.max_detect_side = getattr(backend, "max_detect_side", None)  # read by the search on enlarged frames
         self.counts: list[int] = []
         self.sizes: list[tuple[float, float]] = []  # (width, height) of the largest face; (0, 0) when none
         self._chunk: np.ndarray | None = None
 
-    def __getattr__(self, name: str):
-        return getattr(self.backend, name)
-
     def watch(self, chunk: np.ndarray) -> None:
         self._chunk = chunk
 
+    def _count(self, faces: list[Face]) -> None:
+        scored = [f for f in faces if f.score >= self.min_score]
+        self.counts.append(len(scored))
+        largest = max(scored, key=lambda f: f.width * f.height, default=None)
+        self.sizes.append((largest.width, largest.height) if largest else (0.0, 0.0))
+
+    def _watched(self, frames: np.ndarray) -> bool:
+        return self._chunk is not None and np.shares_memory(frames, self._chunk)
+
+    def detect_batch(self, frames_rgb: np.ndarray) -> list[list[Face]]:
+        found = detect_frames(self.backend, frames_rgb)
+        if len(found) != len(frames_rgb):
+            raise FaceCountError(f"the {self.name} backend returned faces for {len(found)} of {len(frames_rgb)} "
+                                 "frames")  # fmt: skip
+        if self._watched(frames_rgb):
+            for faces in found:
+                self._count(faces)
+        return found
+
     def detect(self, frame_rgb: np.ndarray) -> list[Face]:
-        faces = [f for f in self.backend.detect(frame_rgb) if f.score >= self.min_score]
-        if self._chunk is not None and np.shares_memory(frame_rgb, self._chunk):
-            self.counts.append(len(faces))
-            largest = max(faces, key=lambda f: f.width * f.height, default=None)
-            self.sizes.append((largest.width, largest.height) if largest else (0.0, 0.0))
+        faces = self.backend.detect(frame_rgb)
+        if self._watched(frame_rgb):
+            self._count(faces)
         return faces
 
 
@@ -79,7 +105,8 @@ def faces(source: Path, rel: str, out_folder: Path, options, models) -> Outcome:
         counter.watch(chunk)
         tracker.update(chunk)
     counts, sizes = np.array(counter.counts), np.array(counter.sizes).reshape(-1, 2)
-    assert len(counts) == tracker.num_frames, "every frame is counted once"
+    if len(counts) != tracker.num_frames:
+        raise FaceCountError(f"faces were counted in {len(counts)} of the {tracker.num_frames} frames tracked")
     metrics = {"frames": len(counts), "min_face_size": float(sizes.min()) if len(sizes) else 0.0}
     reason = face_decision(counts, sizes, resolution if options.high_resolution_filter else None)
     if reason is not None:

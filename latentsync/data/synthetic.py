@@ -85,9 +85,11 @@ def build_corpus(folder: str | os.PathLike, assets: str | os.PathLike, copies: i
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
-def write_test_checkpoints(directory: str | os.PathLike, seed: int = 0) -> Path:
+def write_test_checkpoints(directory: str | os.PathLike, seed: int = 0, face_alignment: bool = False) -> Path:
     """A checkpoints folder for the data stages with random weights in the official formats: SyncNet v2
-    (``auxiliary/syncnet_v2.model``), hyperIQA (``auxiliary/koniq_pretrained.pkl``); faces by dlib."""
+    (``auxiliary/syncnet_v2.model``), hyperIQA (``auxiliary/koniq_pretrained.pkl``); faces by dlib, or with
+    ``face_alignment`` by the production backend with random weights in the Hub's formats (+180 MB; its detector
+    reports a face per coarse 128-px anchor, so real faces are not found)."""
     import torch
 
     from latentsync.checkpoints import AUXILIARY, LOCAL_CONFIG_NAME, get_version
@@ -99,5 +101,11 @@ def write_test_checkpoints(directory: str | os.PathLike, seed: int = 0) -> Path:
     hyperiqa = directory / AUXILIARY["hyperiqa"].local_path
     hyperiqa.parent.mkdir(parents=True, exist_ok=True)
     torch.save(random_hyperiqa_state_dict(seed + 1), hyperiqa)
-    (directory / LOCAL_CONFIG_NAME).write_text(json.dumps({"face_backend": "dlib"}))
+    face_backend = "dlib"
+    if face_alignment:
+        from latentsync.tiny import write_random_face_alignment
+
+        write_random_face_alignment(directory / Path(get_version("1.5").face_alignment[0].local_path).parent, seed + 2)
+        face_backend = "face_alignment"
+    (directory / LOCAL_CONFIG_NAME).write_text(json.dumps({"face_backend": face_backend}))
     return directory
