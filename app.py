@@ -1,8 +1,10 @@
 """The Gradio Space: a face video and a speech clip in, the lip-synced video out (LatentSync 1.5 / 1.6).
 
 ``python app.py`` serves it on http://127.0.0.1:7860. ``--smoke`` (or ``LATENTSYNC_SMOKE=1``) uses tiny
-random models that need no download (outputs are then NOT lip-synced). ``MAX_SECONDS``: longest input
-(default 60 s, 0 = no limit); ``LATENTSYNC_CHECKPOINTS``: a local weights folder instead of the Hub.
+random models that need no download (outputs are then NOT lip-synced); their faces are found with dlib, or
+with ``--smoke-faces face_alignment`` (or ``LATENTSYNC_SMOKE_FACES=face_alignment``) with the production
+landmark backend on random weights. ``MAX_SECONDS``: longest input (default 60 s, 0 = no limit);
+``LATENTSYNC_CHECKPOINTS``: a local weights folder instead of the Hub.
 
 The UI is a thin layer: ``lipsync`` (the ``/lipsync`` API endpoint) checks the inputs, then calls the
 one-line ``@spaces.GPU`` wrapper, which runs the package's pipeline. ``import app`` builds the page but
@@ -28,7 +30,7 @@ from latentsync import CheckpointError, InputError
 from latentsync.app_support import DEFAULT_VERSION, MAX_SEED, VERSIONS, AppSettings, LipSyncJob
 from latentsync.app_support import PipelineCache, StageProgress, check_inputs, describe_result, make_options
 from latentsync.app_support import first_frame, mark_point, on_zero_gpu, random_seed, speaker_from_click
-from latentsync.app_support import stop_on_sigterm
+from latentsync.app_support import SMOKE_FACE_BACKENDS, stop_on_sigterm
 from latentsync import media
 from latentsync.media import H264_CRF
 from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
@@ -86,6 +88,8 @@ SMOKE_BANNER = (
     "⚠️ **Smoke-test mode**: tiny random models stand in for the real weights. Outputs are NOT lip-synced; "
     "this mode only checks that the app works end to end."
 )
+# With --smoke-faces face_alignment: the random detector reports a face per 128 px anchor, wherever faces are.
+SMOKE_FACES_NOTE = " Faces: the production backend (face-alignment) on random weights: arbitrary face boxes."
 
 
 # ------------------------------------------------------------------------------------------ the GPU step
@@ -132,7 +136,8 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
     with gr.Blocks(title="LatentSync lip sync", delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(INTRO)
         if settings.smoke:
-            gr.Markdown(SMOKE_BANNER, elem_id="smoke-banner")
+            note = SMOKE_FACES_NOTE if settings.smoke_faces == "face_alignment" else ""
+            gr.Markdown(SMOKE_BANNER + note, elem_id="smoke-banner")
         with gr.Row():
             with gr.Column():
                 with gr.Tabs():
@@ -268,7 +273,7 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                 job = LipSyncJob(
                     video=video, audio=audio, output=str(Path(workdir) / "lipsync.mp4"), version=version,
                     options=options, video_seconds=video_seconds, audio_seconds=audio_seconds,
-                    smoke=settings.smoke, video_fps=video_fps,
+                    smoke=settings.smoke, video_fps=video_fps, smoke_faces=settings.smoke_faces,
                 )  # fmt: skip
                 result = lipsync_on_gpu(job, progress)
                 # Hand the file to gradio's cache now: gradio would copy it there after we return, when
@@ -326,16 +331,21 @@ def main(argv: list[str] | None = None) -> None:
         "--smoke", action="store_true",
         help="tiny random models: no download, outputs NOT lip-synced (same as LATENTSYNC_SMOKE=1)",
     )  # fmt: skip
+    parser.add_argument(
+        "--smoke-faces", choices=SMOKE_FACE_BACKENDS, default=None,
+        help="with --smoke, the landmark backend: dlib (default; finds real faces) or face_alignment (the "
+             "production backend, random weights) (same as LATENTSYNC_SMOKE_FACES)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     # What the media tools said about a bad upload goes to the server's log, never to the user (latentsync.media).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = AppSettings.from_env(smoke=args.smoke)
-    app = build_demo(settings) if args.smoke else demo
+    settings = AppSettings.from_env(smoke=args.smoke, smoke_faces=args.smoke_faces)
+    app = build_demo(settings) if args.smoke or args.smoke_faces else demo
     stop_on_sigterm()  # SIGTERM (docker stop, systemd) cleans up as Ctrl-C does
     try:
         if on_zero_gpu():  # build the models before the fork: ZeroGPU moves them to the GPU inside each call
             for version in VERSIONS:
-                PIPELINES.get(version, settings.smoke)
+                PIPELINES.get(version, settings.smoke, settings.smoke_faces)
         app.launch(**launch_options())
     finally:
         PIPELINES.close()  # removes the smoke-mode checkpoints folder

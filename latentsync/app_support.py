@@ -3,12 +3,13 @@
 ``app.py`` builds the UI; this module holds the parts that can be tested without a browser or a server, and
 it never imports gradio (``gr.Progress`` is passed in as a plain callable):
 
-* :class:`AppSettings`: the environment knobs (``MAX_SECONDS``, ``LATENTSYNC_SMOKE``).
+* :class:`AppSettings`: the environment knobs (``MAX_SECONDS``, ``LATENTSYNC_SMOKE``,
+  ``LATENTSYNC_SMOKE_FACES``).
 * :func:`check_inputs`: cheap ffprobe checks before a GPU is requested (missing input, no sound, too long).
 * :class:`LipSyncJob`: one request as plain, picklable data (ZeroGPU runs the GPU step in a forked worker),
   with its GPU-time estimate (:func:`gpu_seconds`).
-* :class:`PipelineCache`: pipelines built on first use per (version, smoke), then reused; the app's only
-  mutable global.
+* :class:`PipelineCache`: pipelines built on first use per (version, smoke, smoke_faces), then reused; the
+  app's only mutable global.
 * :class:`StageProgress`: the pipeline's ``(stage, done, total)`` callbacks as ``gr.Progress`` calls.
 * :func:`describe_result`: the short text shown under the output video.
 """
@@ -42,6 +43,12 @@ DEFAULT_VERSION = "1.5"
 
 MAX_SECONDS_ENV = "MAX_SECONDS"  # longest input accepted, in seconds; 0 turns the limit off
 SMOKE_ENV = "LATENTSYNC_SMOKE"  # "1": tiny random models written at first use (outputs NOT lip-synced)
+SMOKE_FACES_ENV = "LATENTSYNC_SMOKE_FACES"  # smoke mode's landmark backend, one of SMOKE_FACE_BACKENDS
+# Smoke mode's landmark backends, the default first (see latentsync.tiny.write_tiny_checkpoints): "dlib"
+# finds real faces (real weights from a PyPI package); "face_alignment" is the production backend (the one
+# real weights use) on random weights in the Hub's formats (+180 MB, some seconds at the first request), so
+# its face boxes are arbitrary.
+SMOKE_FACE_BACKENDS = ("dlib", "face_alignment")
 ZERO_GPU_ENV = "SPACES_ZERO_GPU"  # set by Hugging Face on ZeroGPU hardware (the `spaces` package reads it)
 # 60 s of output is 1,500 frames: with 1.5 at 20 steps an estimated ~2 min of an H200 slice (see
 # gpu_seconds), inside ZeroGPU's per-call maximum of a few minutes.
@@ -77,11 +84,18 @@ class AppSettings:
 
     max_seconds: float | None = DEFAULT_MAX_SECONDS  # longest video or speech accepted; None = no limit
     smoke: bool = False  # tiny random models instead of the real weights, for tests and quick checks
+    smoke_faces: str = SMOKE_FACE_BACKENDS[0]  # smoke mode's landmark backend (see SMOKE_FACE_BACKENDS)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, smoke: bool = False) -> AppSettings:
-        """``MAX_SECONDS`` (seconds, 0 = no limit; default 60), ``LATENTSYNC_SMOKE`` (or ``smoke=True``)."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, smoke: bool = False,
+                 smoke_faces: str | None = None) -> AppSettings:  # fmt: skip
+        """``MAX_SECONDS`` (seconds, 0 = no limit; default 60), ``LATENTSYNC_SMOKE`` (or ``smoke=True``),
+        ``LATENTSYNC_SMOKE_FACES`` (or ``smoke_faces``; default ``dlib``)."""
         environ = os.environ if environ is None else environ
+        faces = smoke_faces or environ.get(SMOKE_FACES_ENV, "").strip() or SMOKE_FACE_BACKENDS[0]
+        if faces not in SMOKE_FACE_BACKENDS:
+            allowed = ", ".join(SMOKE_FACE_BACKENDS)
+            raise ValueError(f"{SMOKE_FACES_ENV} must be one of {allowed}, got {faces!r}")
         raw = environ.get(MAX_SECONDS_ENV, "").strip()
         max_seconds: float | None = DEFAULT_MAX_SECONDS
         if raw:
@@ -93,7 +107,7 @@ class AppSettings:
                 rule = "must be a number of seconds >= 0 (0 = no limit)"
                 raise ValueError(f"{MAX_SECONDS_ENV} {rule}, got {raw!r}")
             max_seconds = value or None
-        return cls(max_seconds=max_seconds, smoke=smoke or _flag(environ.get(SMOKE_ENV)))
+        return cls(max_seconds=max_seconds, smoke=smoke or _flag(environ.get(SMOKE_ENV)), smoke_faces=faces)
 
 
 def on_zero_gpu(environ: Mapping[str, str] | None = None) -> bool:
@@ -199,43 +213,50 @@ class LipSyncJob:
     audio_seconds: float
     smoke: bool = False
     video_fps: float = media.VIDEO_FPS  # the video's own rate (matters with options.native_fps)
+    smoke_faces: str = SMOKE_FACE_BACKENDS[0]  # with smoke: the tiny checkpoints' landmark backend
 
     def gpu_seconds(self) -> int:
         return gpu_seconds(self.version, self.video_seconds, self.audio_seconds, self.options, self.video_fps)
 
 
 class PipelineCache:
-    """Pipelines by (version, smoke), each built on first use and kept for the life of the process.
+    """Pipelines by (version, smoke, smoke_faces), each built on first use and kept for the process's life.
 
     Loading takes seconds to minutes, so it happens once, not per request (the official app reloaded every
     model on every click). A lock makes concurrent first requests wait for one load instead of loading
-    twice. In smoke mode the tiny checkpoints are written once, into a temporary directory removed when the
-    process exits. Pipelines come with the SyncNet for the optional Sync-C scores (13.6 M parameters), or
-    without it where its weights are missing (a local checkpoints folder without ``syncnet_v2.model``).
+    twice. In smoke mode the tiny checkpoints are written once per landmark backend (``smoke_faces``), into
+    a temporary directory removed when the process exits. Pipelines come with the SyncNet for the optional
+    Sync-C scores (13.6 M parameters), or without it where its weights are missing (a local checkpoints
+    folder without ``syncnet_v2.model``).
     """
 
     def __init__(self, loader: Callable[..., Any] | None = None):
         self._loader = loader  # load_pipeline's signature; None: latentsync.load_pipeline
-        self._pipelines: dict[tuple[str, bool], Any] = {}
+        self._pipelines: dict[tuple[str, bool, str | None], Any] = {}
         self._lock = threading.Lock()
-        self._smoke_dir: tempfile.TemporaryDirectory | None = None
+        self._smoke_dirs: dict[str, tempfile.TemporaryDirectory] = {}  # smoke_faces -> its tiny checkpoints
 
     @property
-    def loaded(self) -> tuple[tuple[str, bool], ...]:
-        """Keys of the pipelines built so far."""
+    def loaded(self) -> tuple[tuple[str, bool, str | None], ...]:
+        """Keys of the pipelines built so far: (version, smoke, smoke_faces; None without smoke)."""
         return tuple(self._pipelines)
 
-    def get(self, version: str, smoke: bool = False):
+    def get(self, version: str, smoke: bool = False, smoke_faces: str = SMOKE_FACE_BACKENDS[0]):
+        """``version``'s pipeline: from the real weights, or with ``smoke`` from tiny random ones whose faces
+        are found with ``smoke_faces`` (one of :data:`SMOKE_FACE_BACKENDS`)."""
         if version not in VERSIONS:
             raise InputError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
+        if smoke_faces not in SMOKE_FACE_BACKENDS:
+            allowed = ", ".join(SMOKE_FACE_BACKENDS)
+            raise ValueError(f"smoke_faces must be one of {allowed}, got {smoke_faces!r}")
         with self._lock:
-            key = (version, smoke)
+            key = (version, smoke, smoke_faces if smoke else None)  # real weights name their own backend
             if key not in self._pipelines:
                 from latentsync import load_pipeline
 
                 loader = self._loader or load_pipeline
                 # None: $LATENTSYNC_CHECKPOINTS, else the Hugging Face Hub
-                checkpoints = self._smoke_checkpoints() if smoke else None
+                checkpoints = self._smoke_checkpoints(smoke_faces) if smoke else None
                 try:
                     pipeline = loader(version, checkpoints_dir=checkpoints, sync_scores=True)
                 except CheckpointError:  # files are looked up before any model is built: this is quick
@@ -245,7 +266,7 @@ class PipelineCache:
 
     def run(self, job: LipSyncJob, progress: Callable[[str, int, int], None] | None = None) -> LipSyncResult:
         """Run ``job`` with its version's pipeline."""
-        pipeline = self.get(job.version, job.smoke)
+        pipeline = self.get(job.version, job.smoke, job.smoke_faces)
         if job.options.score_sync and getattr(pipeline, "sync_scorer", None) is None:
             raise InputError(
                 "Sync-C scores are not available here: the SyncNet weights (auxiliary/syncnet_v2.model) "
@@ -254,21 +275,20 @@ class PipelineCache:
         return pipeline(job.video, job.audio, job.output, job.options, progress=progress)
 
     def close(self) -> None:
-        """Forget the pipelines and remove the smoke-mode checkpoints folder now (also safe to call twice)."""
+        """Forget the pipelines and remove the smoke-mode checkpoint folders now (also safe to call twice)."""
         with self._lock:
             self._pipelines.clear()
-            if self._smoke_dir is not None:
-                self._smoke_dir.cleanup()
-                self._smoke_dir = None
+            while self._smoke_dirs:
+                self._smoke_dirs.popitem()[1].cleanup()
 
-    def _smoke_checkpoints(self) -> Path:
-        if self._smoke_dir is None:
+    def _smoke_checkpoints(self, smoke_faces: str = SMOKE_FACE_BACKENDS[0]) -> Path:
+        if smoke_faces not in self._smoke_dirs:
             from latentsync.tiny import write_tiny_checkpoints
 
             directory = tempfile.TemporaryDirectory(prefix="latentsync-smoke-checkpoints-")
-            write_tiny_checkpoints(directory.name)
-            self._smoke_dir = directory
-        return Path(self._smoke_dir.name)
+            write_tiny_checkpoints(directory.name, face_alignment=smoke_faces == "face_alignment")
+            self._smoke_dirs[smoke_faces] = directory
+        return Path(self._smoke_dirs[smoke_faces].name)
 
 
 def stop_on_sigterm() -> None:

@@ -47,6 +47,7 @@ def track_settings(backend: LandmarkBackend, fps: Fraction, point: tuple[float, 
         "backend": getattr(backend, "name", type(backend).__name__),
         "backend_min_score": tracker.min_score,
         "backend_max_detect_side": getattr(backend, "max_detect_side", None),
+        "backend_weights": getattr(backend, "weights_id", None),  # e.g. random test weights vs the real ones
         "backend_device": str(getattr(backend, "device", "cpu")),  # GPU and CPU kernels round differently
         "speaker": None if point is None else [round(point[0], 3), round(point[1], 3)],
         "fps": f"{fps.numerator}/{fps.denominator}",

@@ -7,8 +7,9 @@ and setting. Gap filling and smoothing are recomputed from them (milliseconds), 
 track, and therefore exactly the output, of an uncached one.
 
 The key is a SHA-256 of the video file's *content* (renaming or copying the file still hits; a re-encoded file
-misses) and of everything the records depend on: the landmark backend and its detection settings, the speaker
-choice, the frame rate the video is read at, the tracker's settings, and this format's version.
+misses) and of everything the records depend on: the landmark backend, its weights (the SHA-256 of
+face-alignment's files) and its detection settings, the speaker choice, the frame rate the video is read at,
+the tracker's settings, and this format's version.
 
 Where: ``$LATENTSYNC_CACHE_DIR`` if set, else ``<Hugging Face cache>/latentsync/face-tracks`` (``$HF_HOME``,
 by default ``~/.cache/huggingface``). Size: at most ``$LATENTSYNC_CACHE_MAX_MB`` megabytes (default 2048); after each

@@ -250,7 +250,8 @@ def test_pipeline_cache_loads_each_version_once_even_when_asked_concurrently():
     for t in threads:
         t.join()
     assert sorted(loads) == [("1.5", None, True), ("1.6", None, True)]  # None: the environment or the Hub
-    assert len({id(p) for p in got}) == 2 and set(cache.loaded) == {("1.5", False), ("1.6", False)}
+    assert len({id(p) for p in got}) == 2
+    assert set(cache.loaded) == {("1.5", False, None), ("1.6", False, None)}  # (version, smoke, smoke_faces)
     with pytest.raises(InputError, match="version must be one of 1.5, 1.6, got '2.0'"):
         cache.get("2.0")
 

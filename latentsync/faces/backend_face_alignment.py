@@ -23,6 +23,7 @@ Accepted weight files in ``weights_dir``:
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -53,6 +54,7 @@ SFD_FIRST_STRIDE = 4  # the first detection layer's anchor spacing; each next la
 SFD_ANCHOR_PER_STRIDE = 4  # anchor side = 4 × stride
 SFD_BGR_MEAN = (104.0, 117.0, 123.0)  # the detector's input mean, BGR order
 SCALE_FACTOR = 200.0  # face-alignment: a face of "scale" s is framed in a square of side 200·s pixels
+WEIGHTS_HASH_BLOCK = 1 << 20  # bytes read at a time while hashing the weight files
 
 
 def _default_weights_dir() -> Path:
@@ -75,6 +77,17 @@ def _fan_state_dict_from_torchscript(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"could not read TorchScript archive {path}: {error}") from error
     state = scripted.state_dict()
     return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def weights_digest(paths: list[Path]) -> str:
+    """SHA-256 over the bytes of ``paths``, in order: which weights a face track came from (the face-track
+    cache's key holds it, so random test weights and the real ones never share tracks; a copy still hits)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as file:
+            while block := file.read(WEIGHTS_HASH_BLOCK):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
@@ -148,8 +161,10 @@ class FaceAlignmentBackend:
         fan: torch.nn.Module,
         device: str | torch.device = "cpu",
         max_detect_side: int | None = DEFAULT_MAX_DETECT_SIDE,
+        weights_id: str | None = None,
     ):
         self.device = torch.device(device)
+        self.weights_id = weights_id  # what the weights were (weights_digest), when known
         self.detector = detector.to(self.device).eval()
         self.fan = fan.to(self.device).eval()
         self.max_detect_side = max_detect_side
@@ -189,7 +204,8 @@ class FaceAlignmentBackend:
             _load_strict(fan, _load_state_dict(fan_path), fan_path)
         else:
             _load_strict(fan, _fan_state_dict_from_torchscript(torchscript_path), torchscript_path)
-        return cls(detector, fan, device=device, max_detect_side=max_detect_side)
+        weights_id = weights_digest([detector_path, fan_path if fan_path.is_file() else torchscript_path])
+        return cls(detector, fan, device=device, max_detect_side=max_detect_side, weights_id=weights_id)
 
     @torch.no_grad()
     def detect_boxes(self, frame_rgb: np.ndarray) -> np.ndarray:
