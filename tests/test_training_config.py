@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 from pathlib import Path
 
 import pytest
@@ -151,9 +150,11 @@ def test_stage1_checkpoint_fills_a_stage2_net_except_its_motion_modules(tmp_path
     stage1 = LatentSyncUNet(dataclasses.replace(tiny_unet_config(), use_motion_module=False))
     path = save_unet_checkpoint(stage1, tmp_path / "stage1.pt")
     stage2 = LatentSyncUNet(tiny_unet_config())
-    kept = load_unet_weights_(stage2, path, allow_missing_motion_modules=True)
+    report = load_unet_weights_(stage2, path, allow_missing_motion_modules=True)
+    kept = report.kept
     assert kept and all("motion_modules." in name for name in kept)
     assert len(kept) == len(stage2.state_dict()) - len(stage1.state_dict())
+    assert report.loaded == len(stage1.state_dict()) and report.dropped == {} and report.global_step == 0
     for name, tensor in stage1.state_dict().items():
         assert torch.equal(stage2.state_dict()[name], tensor)
     with pytest.raises(CheckpointError, match="missing"):
@@ -182,3 +183,13 @@ def test_gradient_checkpointing_leaves_the_unet_output_and_gradients_unchanged()
         results.append((out.detach(), unet.down_blocks[0].attentions[0].proj_in.weight.grad.clone()))
     torch.testing.assert_close(results[0][0], results[1][0])
     torch.testing.assert_close(results[0][1], results[1][1])
+
+
+def test_frozen_networks_take_the_mixed_precision_dtype_on_an_accelerator_only():
+    """As the reference: VAE, StableSyncNet and the ViT-g in fp16 / bf16 on a GPU (float32 with mixed_precision "no");
+    float32 on the CPU, where half-precision convolutions are slow or missing. LPIPS is float32 everywhere."""
+    from latentsync.training.models import frozen_dtype
+
+    assert frozen_dtype("fp16", "cuda") == torch.float16 and frozen_dtype("bf16", "cuda:1") == torch.bfloat16
+    assert frozen_dtype("no", "cuda") == torch.float32
+    assert {frozen_dtype(mp, "cpu") for mp in ("no", "fp16", "bf16")} == {torch.float32}

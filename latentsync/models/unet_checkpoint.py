@@ -7,6 +7,7 @@ strict (every name and shape must match the config) and builds the net on the me
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ STATE_DICT_KEY = "state_dict"
 GLOBAL_STEP_KEY = "global_step"
 # LatentSync 1.0 named the audio cross-attention differently (same maths: pre-LN attention with a residual).
 V10_KEY_RENAMES = (("audio_cross_attn.attn.", "attn2."), ("audio_cross_attn.norm.", "norm2."))
+MOTION_MODULES = "motion_modules."  # the name part of every temporal (motion) module tensor
 # How many offending names an error message lists per kind.
 MAX_NAMES_IN_ERROR = 5
 
@@ -28,6 +30,12 @@ def read_unet_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     ``.pt`` files are memory-mapped where possible, so reading does not copy the weights into RAM.
     """
+    return read_unet_file(path)[0]
+
+
+def read_unet_file(path: str | Path) -> tuple[dict[str, torch.Tensor], int | None]:
+    """(tensors, ``global_step``) of a UNet file, as :func:`read_unet_state_dict`; the step is None when the file
+    does not record one (flat state dicts, safetensors)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"UNet checkpoint not found: {path}")
@@ -40,14 +48,17 @@ def read_unet_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = _torch_load(path)
     except Exception as err:  # torch / pickle / safetensors each use their own types for a bad file
         raise CheckpointError(f"cannot read UNet checkpoint {path}: {err}") from err
+    global_step = None
     if isinstance(state, dict) and isinstance(state.get(STATE_DICT_KEY), dict):
+        step = state.get(GLOBAL_STEP_KEY)
+        global_step = int(step) if isinstance(step, (int, torch.Tensor)) else None
         state = state[STATE_DICT_KEY]
     is_tensor_dict = isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
     if not is_tensor_dict or not state:
         keys = sorted(state)[:MAX_NAMES_IN_ERROR] if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a UNet checkpoint: expected a dict of tensors or a dict with "
                               f"'{STATE_DICT_KEY}', found {keys}")
-    return {_rename_v10(name): tensor for name, tensor in state.items()}
+    return {_rename_v10(name): tensor for name, tensor in state.items()}, global_step
 
 
 def load_unet_checkpoint(path: str | Path, config: UNetConfig, device: torch.device | str = "cpu",
@@ -73,25 +84,70 @@ def load_unet_checkpoint(path: str | Path, config: UNetConfig, device: torch.dev
     return model.eval()
 
 
-def load_unet_weights_(model: LatentSyncUNet, path: str | Path, *, allow_missing_motion_modules: bool = False
-                       ) -> list[str]:
-    """Fill an existing (training) ``model`` in place from ``path``; returns the names the file did not provide.
+@dataclass(frozen=True)
+class WeightsLoadReport:
+    """What :func:`load_unet_weights_` did with a file."""
 
-    Strict, except that with ``allow_missing_motion_modules`` a file without motion modules (stage 1) may fill a
-    net with them (stage 2): those names keep their initialisation (zero ``proj_out``, i.e. identity modules),
-    which is the reference's ``strict=False`` load; any other missing, unexpected or mis-shaped name raises
+    loaded: int  # tensors copied from the file into the net
+    dropped: dict[str, int]  # motion-module group (e.g. "down_blocks.0.motion_modules") -> the file's tensors the
+    #                          net has no module for, left out
+    kept: tuple[str, ...]  # the net's motion-module tensors the file lacks: they keep their initialisation
+    global_step: int | None  # the file's recorded step (None: not recorded)
+
+    @property
+    def dropped_count(self) -> int:
+        return sum(self.dropped.values())
+
+    def describe(self) -> str:
+        """One line for a training log."""
+        parts = [f"{self.loaded} tensors loaded"]
+        if self.dropped:
+            groups = ", ".join(f"{group} ({n})" for group, n in self.dropped.items())
+            parts.append(f"{self.dropped_count} motion-module tensors dropped (the net has no such modules): {groups}")
+        if self.kept:
+            parts.append(f"{len(self.kept)} motion-module tensors keep their identity initialisation (not in the file)")
+        step = "not recorded" if self.global_step is None else str(self.global_step)
+        parts.append(f"the file's global_step: {step}")
+        return "; ".join(parts)
+
+
+def load_unet_weights_(model: LatentSyncUNet, path: str | Path, *, allow_missing_motion_modules: bool = False,
+                       drop_absent_motion_modules: bool = False) -> WeightsLoadReport:
+    """Fill an existing (training) ``model`` in place from ``path``; returns what was loaded, dropped and kept.
+
+    Strict, with two exceptions, each asked for by its flag:
+
+    * ``allow_missing_motion_modules``: a file without (some of) the net's motion modules (a stage-1 file into a
+      stage-2 net) leaves those names at their initialisation (zero ``proj_out``, i.e. identity modules), which is
+      the reference's ``strict=False`` load;
+    * ``drop_absent_motion_modules``: a file with motion modules the net lacks (the released UNet into a stage-1 net,
+      or into the efficient stage's decoder-only net) has exactly those modules' tensors left out, counted per
+      group in the report; a motion module the net has must still match tensor for tensor.
+
+    Any other missing, unexpected or mis-shaped name (another width, another block layout) raises
     :class:`~latentsync.errors.CheckpointError`.
     """
-    state = read_unet_state_dict(path)
+    state, global_step = read_unet_file(path)
     expected = model.state_dict()
-    kept = [name for name in expected if name not in state]
-    if allow_missing_motion_modules and kept and all("motion_modules." in name for name in kept):
-        expected = {name: t for name, t in expected.items() if name in state}
+    kept = [name for name in expected if name not in state and MOTION_MODULES in name]
+    dropped: dict[str, int] = {}
+    if drop_absent_motion_modules:
+        # Whole modules only: a motion module the net has (same prefix) must match tensor for tensor.
+        present = {_motion_module(name) for name in expected} - {None}
+        for name in [name for name in state if name not in expected]:
+            module = _motion_module(name)
+            if module is None or module in present:
+                continue
+            del state[name]
+            group = module.rpartition(".")[0]  # "up_blocks.1.motion_modules"
+            dropped[group] = dropped.get(group, 0) + 1
+    if allow_missing_motion_modules and kept:
+        expected = {name: t for name, t in expected.items() if name not in kept}
     else:
         kept = []
     check_unet_state_dict(state, expected, source=str(path))
     model.load_state_dict(state, strict=not kept)
-    return kept
+    return WeightsLoadReport(loaded=len(state), dropped=dropped, kept=tuple(kept), global_step=global_step)
 
 
 def check_unet_state_dict(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: str
@@ -106,9 +162,12 @@ def check_unet_state_dict(state: dict[str, torch.Tensor], expected: dict[str, to
     kinds = (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
     problems = [f"{len(items)} {kind}: {_first_names(items)}" for kind, items in kinds if items]
     hint = ""
-    if missing and all("motion_modules." in name for name in missing):
+    if missing and all(MOTION_MODULES in name for name in missing):
         hint = (" (a LatentSync 1.0 checkpoint has no motion modules: use a config with "
                 "use_motion_module=False)")
+    elif unexpected and all(MOTION_MODULES in name for name in unexpected):
+        hint = (" (the file has motion modules this config lacks: a released 1.5 / 1.6 UNet for a net without "
+                "them; training's init_unet drops them)")
     raise CheckpointError(f"UNet checkpoint {source} does not match the UNet config: "
                           f"{'; '.join(problems)}{hint}")
 
@@ -134,6 +193,13 @@ def _torch_load(path: Path) -> object:
             raise
         # Files written with the legacy (non-zip) serialisation cannot be memory-mapped.
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _motion_module(name: str) -> str | None:
+    """The motion module a tensor belongs to ("up_blocks.1.motion_modules.2"), or None for other tensors."""
+    head, found, tail = name.partition(MOTION_MODULES)
+    index = tail.split(".", 1)[0]
+    return f"{head}{MOTION_MODULES}{index}" if found and index.isdigit() else None
 
 
 def _first_names(items: list[str]) -> str:

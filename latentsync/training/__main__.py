@@ -1,7 +1,9 @@
-"""``python -m latentsync.training syncnet|unet CONFIG [--resume]`` (or under ``accelerate launch``).
+"""``python -m latentsync.training syncnet|unet CONFIG [--resume [--allow-config-change]]`` (or under
+``accelerate launch``).
 
 Exit codes: 0 done, 1 failure (a missing or mismatched checkpoint: one line; anything else: its traceback), 2 bad
-arguments, config or inputs (file lists, clips, output folder, --resume without a saved state), before any model loads.
+arguments, config or inputs (file lists, clips, output folder, --resume without a saved state or with a changed
+config), before any model loads; also a training set whose clips mostly fail to read (during the run).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("config", help="YAML config, e.g. configs/unet/stage2.yaml")
     parser.add_argument("--resume", action="store_true",
                         help="continue from <train.output_dir>/state (model, optimiser, scaler, RNG, data position)")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="with --resume: continue although the config differs from <train.output_dir>/config.yaml "
+                             "(without it, a changed key other than the run's length and reporting intervals is an "
+                             "error naming it)")
     parser.add_argument("--max-steps", type=int, default=None, help="override train.max_train_steps")
     return parser
 
@@ -45,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.what == "syncnet":
             from latentsync.training.syncnet_trainer import train_syncnet
 
-            result = train_syncnet(config, resume=args.resume)
+            result = train_syncnet(config, resume=args.resume, allow_config_change=args.allow_config_change)
         else:
             from latentsync.training.unet_trainer import train_unet
 
-            result = train_unet(config, resume=args.resume)
+            result = train_unet(config, resume=args.resume, allow_config_change=args.allow_config_change)
     except InputError as err:  # the run's inputs (file lists, clips, folders, --resume): checked before any model loads
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT

@@ -18,6 +18,12 @@ MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
 OPTIMIZER_CHOICES = ("adamw", "sgd")
 # diffusers.optimization.get_scheduler's names (less piecewise_constant, which needs its own rules string)
 LR_SCHEDULER_CHOICES = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
+# The reference's trainable_modules, which it applies only to a net with motion modules (stage 2); a net without
+# them (stage 1) trains whole. A config that gives the key explicitly always gets exactly its patterns.
+STAGE2_TRAINABLE_MODULES = ("motion_modules.", "attentions.")
+# init_unet names for the registry's released UNets (resolved like inference: train.checkpoints_dir,
+# $LATENTSYNC_CHECKPOINTS, else the Hub) -> registry version.
+RELEASED_UNETS = {"released-1.5": "1.5", "released-1.6": "1.6"}
 
 
 @dataclass(frozen=True)
@@ -119,10 +125,14 @@ class UNetTrainConfig:
     loss: UNetLossConfig = field(default_factory=UNetLossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
-    # Parameters whose name contains one of these are trained (empty: all of them).
-    trainable_modules: tuple[str, ...] = ("motion_modules.", "attentions.")
-    init_unet: str | None = None  # starting weights (official .pt); a stage-1 file into a stage-2 net fills all
-    #                               but the motion modules, which keep their identity initialisation
+    # Parameters whose name contains one of these are trained (empty: all of them). Not given (None): as the
+    # reference, STAGE2_TRAINABLE_MODULES when the model has motion modules, else the whole UNet.
+    trainable_modules: tuple[str, ...] | None = None
+    # Starting weights: an official .pt / .safetensors path, or a released UNet by name (RELEASED_UNETS). A file
+    # without motion modules (stage 1) fills all but the net's motion modules, which keep their identity
+    # initialisation; a file with motion modules the net lacks (released weights into stage 1 or the efficient
+    # stage) has exactly those dropped. A fine-tune counts its own steps from 0 (the file's global_step is logged).
+    init_unet: str | None = None
     version: str = "1.5"  # which registry entry supplies Whisper and the VAE (and the validation face weights)
     syncnet_config: str = "configs/syncnet/syncnet_16_pixel_attn.yaml"  # StableSyncNet architecture (its model section)
     syncnet_checkpoint: str | None = None  # None: the registry's "stable_syncnet"
@@ -132,6 +142,11 @@ class UNetTrainConfig:
     enable_gradient_checkpointing: bool = True
     validation_steps: int = 20  # DDIM steps of the validation render
     validation_guidance: float = 1.5
+
+    def __post_init__(self) -> None:
+        if self.trainable_modules is None:  # resolved once, from this config's model (frozen: set through object)
+            default = STAGE2_TRAINABLE_MODULES if self.model.use_motion_module else ()
+            object.__setattr__(self, "trainable_modules", default)
 
 
 @dataclass(frozen=True)
@@ -185,8 +200,13 @@ def unet_config_from_dict(data: dict[str, Any], source: str = "config") -> UNetT
     built = {name: _build(cls, data.pop(name, None), f"{source}: {name}") for name, cls in sections.items()}
     model = UNetConfig.from_dict(data.pop("model", {}) or {})
     model = dataclasses.replace(model, resolution=built["data"].resolution)
-    rest = _build(UNetTrainConfig, data, source)  # top-level scalars; sections already taken out
-    return dataclasses.replace(rest, model=model, **built)
+    # Top-level scalars, built with the sections so that an omitted trainable_modules follows this model.
+    names = {f.name for f in dataclasses.fields(UNetTrainConfig)}
+    unknown = sorted(set(data) - names - {"model", *sections})
+    if unknown:
+        raise ValueError(f"{source}: unknown keys {unknown} (known: {sorted(names)})")
+    values = {name: tuple(value) if isinstance(value, list) else value for name, value in data.items()}
+    return UNetTrainConfig(model=model, **built, **values)
 
 
 def syncnet_config_from_dict(data: dict[str, Any], source: str = "config") -> SyncNetTrainConfig:
@@ -220,6 +240,16 @@ def read_syncnet_model_section(path: str | Path) -> dict[str, Any]:
     if not model:
         raise ValueError(f"{path}: no 'model' section")
     return model
+
+
+def config_to_dict(config: UNetTrainConfig | SyncNetTrainConfig) -> dict[str, Any]:
+    """The resolved config as the plain mapping a YAML file holds (lists for tuples); the loaders read it back."""
+    import json
+
+    data = dataclasses.asdict(config)
+    if isinstance(config, UNetTrainConfig):
+        data["model"] = config.model.to_dict()
+    return json.loads(json.dumps(data))  # tuples -> lists, a deep copy of plain types
 
 
 def count_trainable_parameters(config: UNetTrainConfig) -> tuple[int, int]:

@@ -6,7 +6,12 @@ Layout of a run's ``output_dir``:
   ``progress.json`` (the optimiser step, which fixes the data position: samples are index-seeded); replaced as a whole
   (written as ``state.tmp`` then renamed), so a crash mid-save leaves the previous state;
 * ``checkpoints/checkpoint-<step>.pt``: the official format ``{"global_step", "state_dict"}``, written atomically;
+* ``config.yaml``: the resolved config, written when a run starts; ``--resume`` compares the config against it (a
+  change is an error naming the changed keys, unless allowed; :data:`RESUME_MAY_CHANGE` may always change);
 * ``train.log``: one plain line per log step (also printed); TensorBoard events in ``logs/`` when it is installed;
+* ``losses.csv`` (``step,loss`` for every optimiser step) and ``loss.png``, its plot, redrawn at each checkpoint;
+* ``skipped_clips.txt``: each clip the data loaders skipped (unreadable, no audio, too short), with the reason;
+* ``whisper_features/``: the UNet trainer's cache of each clip's Whisper features (reused by later epochs and runs);
 * ``validation/step-<step>.mp4``: the UNet trainer's validation render at that step (its Sync-C / Sync-D are in
   ``train.log``, TensorBoard and :attr:`TrainResult.validations`).
 """
@@ -30,6 +35,15 @@ PROGRESS_FILE = "progress.json"
 CHECKPOINT_DIR = "checkpoints"
 LOG_FILE = "train.log"
 VALIDATION_DIR = "validation"
+CONFIG_FILE = "config.yaml"
+LOSSES_FILE = "losses.csv"
+LOSS_PLOT_FILE = "loss.png"
+FEATURE_CACHE_DIR = "whisper_features"
+SKIPPED_CLIPS_FILE = "skipped_clips.txt"
+# Keys a resumed run may change without --allow-config-change: how long it runs and how often it reports, not what
+# it trains (the run's length is what a resume usually extends).
+RESUME_MAY_CHANGE = ("train.max_train_steps", "train.save_every", "train.validate_every", "train.log_every",
+                     "data.num_workers")
 
 
 @dataclass
@@ -77,6 +91,8 @@ class StepBookkeeping:
         self.result.losses[step] = sum(self._micro_losses) / len(self._micro_losses)
         self._micro_losses = []
         self._progress.update(1)
+        if accelerator.is_main_process:
+            append_loss(run.output_dir, step, self.result.losses[step])
         last = step == run.max_train_steps
         if step % run.log_every == 0 or last:
             terms = {k: v.item() for k, v in (terms or {}).items()}
@@ -89,6 +105,7 @@ class StepBookkeeping:
                 path = save_official_checkpoint(accelerator.unwrap_model(model).state_dict(), run.output_dir, step)
                 self.result.checkpoints.append(path)
                 self.log.info(f"saved {path}")
+                write_loss_plot(run.output_dir)
         return True
 
     @property
@@ -107,6 +124,99 @@ class StepBookkeeping:
         self.accelerator.end_training()
         self.result.final_step = self.step
         return self.result
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, object]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def changed_keys(saved: dict, current: dict) -> list[str]:
+    """Dotted keys whose values differ between two config mappings (present in one only counts), sorted."""
+    old, new = flatten(saved), flatten(current)
+    return sorted(key for key in set(old) | set(new) if old.get(key, KeyError) != new.get(key, KeyError))
+
+
+def check_run_config(output_dir: str | Path, config: dict, allow_change: bool = False) -> list[str]:
+    """``--resume``: compare the resolved ``config`` with the run's ``config.yaml``; returns the changed keys (besides
+    :data:`RESUME_MAY_CHANGE`). :class:`~latentsync.errors.InputError` naming them unless ``allow_change``; a run
+    without a ``config.yaml`` (saved by an older version) is not checked."""
+    import yaml
+
+    path = Path(output_dir) / CONFIG_FILE
+    if not path.is_file():
+        return []
+    saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    changed = [key for key in changed_keys(saved, config) if key not in RESUME_MAY_CHANGE]
+    if changed and not allow_change:
+        shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
+        raise InputError(f"--resume: the config differs from the one this run started with ({path}) in: {shown}; "
+                         f"restore it, or pass --allow-config-change to continue with the new values")
+    return changed
+
+
+def write_run_config(output_dir: str | Path, config: dict) -> Path:
+    """``output_dir/config.yaml`` = the resolved config (written atomically; call from the main process)."""
+    import yaml
+
+    path = Path(output_dir) / CONFIG_FILE
+    tmp = path.with_name(f".{CONFIG_FILE}.tmp")
+    tmp.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def begin_run_files(accelerator, output_dir: str | Path, config: dict, resume: bool, changed: list[str], log) -> None:
+    """At the start of a run (the folder exists): a fresh run clears the previous run's loss history; every run writes
+    its resolved config to ``config.yaml`` (a resume with allowed changes logs them)."""
+    if accelerator.is_main_process:
+        if not resume:
+            for name in (LOSSES_FILE, LOSS_PLOT_FILE, SKIPPED_CLIPS_FILE):
+                (Path(output_dir) / name).unlink(missing_ok=True)
+        path = write_run_config(output_dir, config)
+        if changed:
+            log.warning(f"--allow-config-change: continuing with changed {', '.join(changed)}")
+        log.info(f"resolved config written to {path}")
+    accelerator.wait_for_everyone()
+
+
+def append_loss(output_dir: str | Path, step: int, loss: float) -> None:
+    """One ``step,loss`` line in ``losses.csv`` (a resumed run appends; a step run twice keeps its last value)."""
+    path = Path(output_dir) / LOSSES_FILE
+    new = not path.is_file()
+    with path.open("a", encoding="utf-8") as file:
+        if new:
+            file.write("step,loss\n")
+        file.write(f"{step},{loss:.6g}\n")
+
+
+def read_losses(output_dir: str | Path) -> dict[int, float]:
+    """``losses.csv`` as {step: loss}, the last line of a step winning (steps re-run after a resume)."""
+    path = Path(output_dir) / LOSSES_FILE
+    if not path.is_file():
+        return {}
+    losses = {}
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        step, _, loss = line.partition(",")
+        losses[int(step)] = float(loss)
+    return dict(sorted(losses.items()))
+
+
+def write_loss_plot(output_dir: str | Path) -> Path | None:
+    """``loss.png``: the run's loss per optimiser step (from ``losses.csv``); None when there is nothing to plot."""
+    from latentsync.training.plot import write_line_plot
+
+    losses = read_losses(output_dir)
+    if not losses:
+        return None
+    return write_line_plot(Path(output_dir) / LOSS_PLOT_FILE, list(losses), list(losses.values()),
+                           title="training loss", x_label="step")
 
 
 def make_accelerator(output_dir: str | Path, mixed_precision: str, gradient_accumulation_steps: int):

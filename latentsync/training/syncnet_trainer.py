@@ -14,6 +14,7 @@ each window's posterior noise comes from its own generator (the item's ``seed``)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from einops import rearrange
@@ -40,11 +41,6 @@ class VisualInput:
         return losses.syncnet_latents(latents.float(), self.latent_lower_half)
 
 
-# The latent variant's VAE dtype per train.mixed_precision on an accelerator (the reference encodes in fp16); on the
-# CPU, half-precision convolutions are slow or missing, so it stays in float32 there.
-VAE_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
 def visual_input(config: SyncNetTrainConfig, device: torch.device, log) -> VisualInput:
     """Pixels for the pixel variants; the frozen VAE (no gradient checkpointing: it runs without gradients) for the
     latent one."""
@@ -54,10 +50,10 @@ def visual_input(config: SyncNetTrainConfig, device: torch.device, log) -> Visua
     if model_config.pixel_space:
         return VisualInput()
     from latentsync.models.vae import LatentVae
-    from latentsync.training.models import TrainingVae, vae_folder
+    from latentsync.training.models import TrainingVae, frozen_dtype, vae_folder
 
     folder = vae_folder(config.version, config.train.checkpoints_dir)
-    dtype = VAE_DTYPES[config.train.mixed_precision] if torch.device(device).type != "cpu" else torch.float32
+    dtype = frozen_dtype(config.train.mixed_precision, device)  # the reference encodes in fp16 on a GPU
     log.info(f"latent-space StableSyncNet: frames encoded by the VAE in {folder} ({dtype})")
     vae = TrainingVae(LatentVae.from_pretrained(folder, device, dtype), gradient_checkpointing=False)
     return VisualInput(vae=vae, latent_lower_half=model_config.lower_half)
@@ -97,10 +93,13 @@ def evaluate(model, loader, max_samples: int, device, to_visual: VisualInput = V
     return {"val_loss": total_loss / max(seen, 1), "val_accuracy": correct / max(seen, 1)}
 
 
-def train_syncnet(config: SyncNetTrainConfig, resume: bool = False) -> engine.TrainResult:
-    """Run (or continue, with ``resume``) StableSyncNet training to ``config.train.max_train_steps`` steps."""
+def train_syncnet(config: SyncNetTrainConfig, resume: bool = False, allow_config_change: bool = False
+                  ) -> engine.TrainResult:
+    """Run (or continue, with ``resume``) StableSyncNet training to ``config.train.max_train_steps`` steps (``resume``
+    checks the config as :func:`~latentsync.training.unet_trainer.train_unet` does)."""
     from torch.utils.data import DataLoader
 
+    from latentsync.training.config import config_to_dict
     from latentsync.training.data import SyncNetWindows
 
     run, data, opt = config.train, config.data, config.optimizer
@@ -109,10 +108,14 @@ def train_syncnet(config: SyncNetTrainConfig, resume: bool = False) -> engine.Tr
     validate = bool(data.val_fileslist and run.validate_every)
     val_clips = inputs.check_fileslist("data.val_fileslist", data.val_fileslist) if validate else []
     inputs.check_output_dir(run.output_dir)
+    resolved = config_to_dict(config)
+    changed = []
     if resume:
         engine.check_saved_state(run.output_dir)
+        changed = engine.check_run_config(run.output_dir, resolved, allow_config_change)
     accelerator = engine.make_accelerator(run.output_dir, run.mixed_precision, run.gradient_accumulation_steps)
     log = engine.make_logger(run.output_dir, accelerator.is_main_process, "syncnet")
+    engine.begin_run_files(accelerator, run.output_dir, resolved, resume, changed, log)
     torch.manual_seed(run.seed)
 
     # 1. Model, data, optimiser, wrapped by accelerate.
@@ -122,13 +125,15 @@ def train_syncnet(config: SyncNetTrainConfig, resume: bool = False) -> engine.Tr
     # Pixel variants cut the lower halves in the dataset; the latent one encodes whole faces (and cuts latents).
     lower_half = model.config.lower_half and model.config.pixel_space
     dataset = SyncNetWindows(train_clips, run.seed, data.resolution, lower_half,
-                             data.samples_per_epoch, data.fixed_samples)
+                             data.samples_per_epoch, data.fixed_samples, logger_name=log.name,
+                             skip_record=Path(run.output_dir) / engine.SKIPPED_CLIPS_FILE)
     loader = DataLoader(dataset, batch_size=data.batch_size, shuffle=False, drop_last=True,
                         num_workers=data.num_workers)
     val_loader = None
     if validate:
         val_set = SyncNetWindows(val_clips, run.seed + 1, data.resolution, lower_half,
-                                 config.val_samples)
+                                 config.val_samples, logger_name=log.name,
+                                 skip_record=Path(run.output_dir) / engine.SKIPPED_CLIPS_FILE)
         val_loader = DataLoader(val_set, batch_size=data.batch_size, num_workers=data.num_workers)
     optimizer = engine.make_optimizer(model.parameters(), opt, accelerator.num_processes)
     schedule = engine.make_lr_scheduler(optimizer, opt, run.max_train_steps, accelerator.num_processes)

@@ -28,16 +28,20 @@ class FrozenNets:
     videomae: torch.nn.Module | None = None
 
 
-def build_unet(config: UNetTrainConfig, log) -> torch.nn.Module:
-    """The UNet to train: fresh, or from ``init_unet`` (a stage-1 file fills a stage-2 net but its motion modules)."""
+def build_unet(config: UNetTrainConfig, log, init_path: Path | None = None) -> torch.nn.Module:
+    """The UNet to train: fresh, or from ``init_path`` (``init_unet`` resolved by
+    :func:`~latentsync.training.models.resolve_init_unet`). A file without motion modules fills all but the net's
+    motion modules; a file with motion modules the net lacks (released weights into stage 1 or the efficient stage)
+    has exactly those dropped; anything else must match strictly."""
     from latentsync.models.unet import LatentSyncUNet
     from latentsync.models.unet_checkpoint import load_unet_weights_
 
     unet = LatentSyncUNet(config.model)
-    if config.init_unet:
-        kept = load_unet_weights_(unet, config.init_unet, allow_missing_motion_modules=config.model.use_motion_module)
-        note = f"; {len(kept)} motion-module tensors keep their identity initialisation" if kept else ""
-        log.info(f"UNet weights from {config.init_unet}{note}")
+    if init_path is not None:
+        report = load_unet_weights_(unet, init_path, allow_missing_motion_modules=config.model.use_motion_module,
+                                    drop_absent_motion_modules=True)
+        log.info(f"UNet weights from {config.init_unet} ({init_path}): {report.describe()}; "
+                 f"this run counts its own steps from 0")
     if config.enable_gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     for name, param in unet.named_parameters():
@@ -46,11 +50,15 @@ def build_unet(config: UNetTrainConfig, log) -> torch.nn.Module:
 
 
 def load_frozen_nets(config: UNetTrainConfig, vae_dir: Path, device: torch.device) -> FrozenNets:
+    """The frozen VAE, StableSyncNet and VideoMAE in the mixed-precision dtype on an accelerator (float32 on the CPU),
+    LPIPS in float32, as the reference holds them."""
     from latentsync.models.vae import LatentVae
-    from latentsync.training.models import TrainingVae, auxiliary_path
+    from latentsync.training.models import TrainingVae, auxiliary_path, frozen_dtype
 
     loss, aux_dir = config.loss, config.train.checkpoints_dir
-    nets = FrozenNets(vae=TrainingVae(LatentVae.from_pretrained(vae_dir, device), config.enable_gradient_checkpointing))
+    dtype = frozen_dtype(config.train.mixed_precision, device)
+    vae = LatentVae.from_pretrained(vae_dir, device, dtype)
+    nets = FrozenNets(vae=TrainingVae(vae, config.enable_gradient_checkpointing))
     if loss.use_syncnet and loss.sync_loss_weight:
         from latentsync.models.stable_syncnet import StableSyncNetConfig, load_stable_syncnet
         from latentsync.training.config import read_syncnet_model_section
@@ -61,17 +69,17 @@ def load_frozen_nets(config: UNetTrainConfig, vae_dir: Path, device: torch.devic
                              f"directly: its model.resolution ({syncnet_config.resolution}) must equal "
                              f"data.resolution ({config.data.resolution})")
         path = auxiliary_path(config.syncnet_checkpoint, "stable_syncnet", aux_dir)
-        nets.syncnet = load_stable_syncnet(path, syncnet_config, device)
+        nets.syncnet = load_stable_syncnet(path, syncnet_config, device, dtype)
         nets.syncnet.enable_gradient_checkpointing(config.enable_gradient_checkpointing)
     if loss.pixel_space_supervise and loss.perceptual_loss_weight:
         from latentsync.models.lpips import LPIPS
 
-        nets.lpips = LPIPS.from_files(auxiliary_path(config.vgg_checkpoint, "vgg16", aux_dir)).to(device)
+        nets.lpips = LPIPS.from_files(auxiliary_path(config.vgg_checkpoint, "vgg16", aux_dir)).to(device)  # float32
     if loss.pixel_space_supervise and loss.trepa_loss_weight:
         from latentsync.models.videomae import VideoMAEConfig, load_videomae
 
         path = auxiliary_path(config.videomae_checkpoint, "videomae_v2", aux_dir)
-        nets.videomae = load_videomae(path, VideoMAEConfig(**config.videomae_model), device)
+        nets.videomae = load_videomae(path, VideoMAEConfig(**config.videomae_model), device, dtype)
         nets.videomae.gradient_checkpointing = config.enable_gradient_checkpointing
     return nets
 
@@ -118,7 +126,8 @@ def unet_loss_terms(batch: dict[str, torch.Tensor], unet, nets: FrozenNets, conf
             frames = losses.syncnet_frames(pred.float(), b, nets.syncnet.config.resolution)
         else:  # a latent-space StableSyncNet scores the predicted latents themselves, undecoded
             frames = losses.syncnet_latents(pred_latents.float(), nets.syncnet.config.lower_half)
-        vision, audio = nets.syncnet(frames.to(next(nets.syncnet.parameters()).dtype), batch["mel"])
+        dtype = next(nets.syncnet.parameters()).dtype
+        vision, audio = nets.syncnet(frames.to(dtype), batch["mel"].to(dtype))
         terms["sync"] = losses.sync_loss(vision.float(), audio.float())
     return terms
 
@@ -129,30 +138,41 @@ def loss_weights(config: UNetTrainConfig) -> dict[str, float]:
             "trepa": loss.trepa_loss_weight, "sync": loss.sync_loss_weight}
 
 
-def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainResult:
-    """Run (or continue, with ``resume``) UNet training to ``config.train.max_train_steps`` optimiser steps."""
+def train_unet(config: UNetTrainConfig, resume: bool = False, allow_config_change: bool = False
+               ) -> engine.TrainResult:
+    """Run (or continue, with ``resume``) UNet training to ``config.train.max_train_steps`` optimiser steps.
+
+    ``resume`` checks the config against the run's ``config.yaml``: a change (other than
+    :data:`~latentsync.training.engine.RESUME_MAY_CHANGE`) is an InputError unless ``allow_config_change``."""
     from diffusers import DDIMScheduler
     from torch.utils.data import DataLoader
 
     from latentsync.faces.mask import latent_mask
     from latentsync.pipeline import DDIM_CONFIG
+    from latentsync.training.config import config_to_dict
     from latentsync.training.data import UNetWindows
-    from latentsync.training.models import whisper_and_vae_paths
+    from latentsync.training.models import resolve_init_unet, whisper_and_vae_paths
 
     run = config.train
     # 0. The run's own inputs, before any model loads or the run folder is made.
     train_clips = inputs.check_fileslist("data.train_fileslist", config.data.train_fileslist)
     inputs.check_output_dir(run.output_dir)
+    resolved = config_to_dict(config)
+    changed = []
     if resume:
         engine.check_saved_state(run.output_dir)
+        changed = engine.check_run_config(run.output_dir, resolved, allow_config_change)
     validator = Validator(config) if run.validate_every else None  # checks its clips
+    init_path = (resolve_init_unet(config.init_unet, run.checkpoints_dir, config.data.resolution)
+                 if config.init_unet else None)
     whisper_path, vae_dir = whisper_and_vae_paths(config.version, run.checkpoints_dir)  # before the UNet is built
     accelerator = engine.make_accelerator(run.output_dir, run.mixed_precision, run.gradient_accumulation_steps)
     log = engine.make_logger(run.output_dir, accelerator.is_main_process, "unet")
+    engine.begin_run_files(accelerator, run.output_dir, resolved, resume, changed, log)
     torch.manual_seed(run.seed)  # fresh weights are equal on every process (DDP also broadcasts them)
 
     # 1. Models: the UNet to train and the frozen helpers.
-    unet = build_unet(config, log)
+    unet = build_unet(config, log, init_path)
     trainable, total = count_trainable_parameters(config)
     params = [p for p in unet.parameters() if p.requires_grad]
     assert sum(p.numel() for p in params) == trainable
@@ -165,7 +185,9 @@ def train_unet(config: UNetTrainConfig, resume: bool = False) -> engine.TrainRes
     # 2. Data, optimiser, and accelerate's wrapping.
     dataset = UNetWindows(train_clips, run.seed, config.data.resolution,
                           whisper_path, with_mel=nets.syncnet is not None,
-                          samples_per_epoch=config.data.samples_per_epoch, fixed_samples=config.data.fixed_samples)
+                          samples_per_epoch=config.data.samples_per_epoch, fixed_samples=config.data.fixed_samples,
+                          feature_cache_dir=Path(run.output_dir) / engine.FEATURE_CACHE_DIR, logger_name=log.name,
+                          skip_record=Path(run.output_dir) / engine.SKIPPED_CLIPS_FILE)
     loader = DataLoader(dataset, batch_size=config.data.batch_size, shuffle=False, drop_last=True,
                         num_workers=config.data.num_workers)
     opt = config.optimizer
