@@ -16,21 +16,24 @@ built by the first request and reused.
 import spaces  # noqa: I001 -- first: on ZeroGPU it must be imported before torch initialises CUDA
 
 import argparse
+import functools
 import logging
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
 import torch
+from gradio.exceptions import InvalidPathError
 
 from latentsync import CheckpointError, InputError
-from latentsync.app_support import DEFAULT_VERSION, MAX_SEED, VERSIONS, AppSettings, LipSyncJob
+from latentsync.app_support import DEFAULT_VERSION, MAX_SEED, VERSIONS, AppSettings, LipSyncJob, ServedResults
 from latentsync.app_support import PipelineCache, StageProgress, check_inputs, describe_result, make_options
 from latentsync.app_support import first_frame, mark_point, on_zero_gpu, random_seed, speaker_from_click
-from latentsync.app_support import SMOKE_FACE_BACKENDS, stop_on_sigterm
+from latentsync.app_support import SMOKE_FACE_BACKENDS, api_rules, check_api_values, limit_malloc_arenas
+from latentsync.app_support import release_memory, stop_on_sigterm
 from latentsync import media
 from latentsync.media import H264_CRF
 from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
@@ -53,19 +56,34 @@ LENGTH_MODE_LABELS = {  # LipSyncOptions.length_mode -> the radio's words
     "video": "Follow the video: cut or pad the audio with silence",
 }
 
-# The only mutable global: models built on first use per version, then reused by every request.
+# The only mutable globals: models built on first use per version, then reused by every request, and the results
+# served so far (removed on shutdown; the hourly sweep removes older ones while the app runs).
 PIPELINES = PipelineCache()
+RESULTS = ServedResults()
+API_PARAMETERS = ["video", "audio", "version", "steps", "guidance_scale", "seed", "randomize_seed", "score_sync",
+                  "speaker", "length_mode", "native_fps", "crf", "photo", "faster"]  # /lipsync's values, in order
+NOT_UPLOADED = ("A file in this request was not uploaded to this app: upload it first (POST /gradio_api/upload, or "
+                "handle_file with gradio_client) and send the path that returns.")  # fmt: skip
+
+logger = logging.getLogger("latentsync.app")
 
 CSS = "#smoke-banner {border: 2px solid #d97706; border-radius: 8px; padding: 4px 12px; background: #fef3c7}"
 
+# The first paragraph says what to give and what comes back; what the model is comes below the app (ABOUT).
 INTRO = """
 # LatentSync lip sync
 
-Give it a video of a face and a speech clip: you get the same video back with the mouth re-drawn to match
-the speech (a photo works too: it becomes a still video as long as the speech). [LatentSync](https://github.com/bytedance/LatentSync) is ByteDance's audio-conditioned
-latent-diffusion model: a Stable Diffusion VAE and a 3D UNet that, guided by Whisper features of the audio,
-paints the lower half of each aligned face, which is then pasted back into the frame. The output lasts as
-long as the speech; a shorter video is played back and forth.
+Upload a video of a face (or a photo) and a speech recording: you get the same video back, as long as the speech,
+with the mouth re-drawn to say it.
+"""
+
+ABOUT = f"""
+**How it works:** [LatentSync](https://github.com/bytedance/LatentSync) is ByteDance's audio-conditioned
+latent-diffusion model: a Stable Diffusion VAE and a 3D UNet that, guided by Whisper features of the audio, paints
+the lower half of each aligned face, which is then pasted back into the frame. A video shorter than the speech is
+played back and forth; a photo becomes a still video. A result stays downloadable for
+{CACHE_CLEANUP[1] / 3600:g} to {sum(CACHE_CLEANUP) / 3600:g} hours (the cache is swept every
+{CACHE_CLEANUP[0] / 3600:g} h), and no longer than the app runs.
 """
 
 TIPS = """
@@ -96,9 +114,17 @@ SMOKE_FACES_NOTE = " Faces: the production backend (face-alignment) on random we
 
 
 def _sentence(message: str) -> str:
-    """Capitalise a message that starts with a plain word; one that starts with a file name keeps it as given."""
-    first_word = message.split(" ", 1)[0]
-    return message[:1].upper() + message[1:] if re.fullmatch(r"[a-z]+,?", first_word) else message
+    """A message as a sentence: ending with a full stop, starting with a capital ("The parameter steps must..." for
+    one that starts with a parameter's name); one that starts with a file name keeps its first word as given."""
+    message = message.strip()
+    if message and message[-1] not in ".!?":
+        message += "."
+    first_word = message.partition(" ")[0]
+    if first_word in API_PARAMETERS:  # "steps must be ...": name the parameter as such
+        return f"The parameter {message}"
+    if re.fullmatch(r"[a-z_]+[,:]?", first_word):  # a plain word ("speaker:" too); not "clip.mp4"
+        return message[:1].upper() + message[1:]
+    return message
 
 
 @contextmanager
@@ -126,6 +152,46 @@ def lipsync_on_gpu(job: LipSyncJob, progress: gr.Progress | None = None):
         return PIPELINES.run(job, StageProgress(progress))
 
 
+def releasing_memory(handler: Callable) -> Callable:
+    """Run ``handler``, then free what its request left (:func:`release_memory`), also when it raised."""
+
+    @functools.wraps(handler)  # gradio reads the API's parameters and docs through __wrapped__
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        finally:
+            release_memory()
+
+    return wrapper
+
+
+class CheckedBlocks(gr.Blocks):
+    """``gr.Blocks`` whose refusals before an endpoint runs are sentences a client can act on.
+
+    gradio checks a call's values itself before the endpoint runs, with messages that do not say which parameter
+    ("Value 0 is less than minimum value 1.") or with none at all (``{"error": null}`` for too few values, or a file
+    that was not uploaded). Here each endpoint's raw values are checked first (``api_checks``: api_name -> check
+    raising :class:`InputError`), and a file outside the uploads is refused with :data:`NOT_UPLOADED`. Each refusal
+    is one line in the server's log, not a traceback."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.api_checks: dict[str, Callable[[list], None]] = {}
+
+    async def preprocess_data(self, block_fn, inputs, *args, **kwargs):
+        try:
+            check = self.api_checks.get(block_fn.api_name)
+            if check is not None:
+                check(inputs)
+            return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
+        except InputError as err:
+            logger.info("refused a call to /%s: %s", block_fn.api_name, err)
+            raise gr.Error(_sentence(str(err)), title="Please check the input", print_exception=False) from None
+        except InvalidPathError as err:
+            logger.info("refused a call to /%s: %s", block_fn.api_name, err)
+            raise gr.Error(NOT_UPLOADED, title="File not uploaded", print_exception=False) from None
+
+
 # ------------------------------------------------------------------------------------------ the page
 
 
@@ -133,7 +199,7 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
     """The page and its one API endpoint, ``/lipsync``; queued, so parallel requests wait their turn."""
     steps_min, steps_max = SMOKE_STEPS_RANGE if settings.smoke else STEPS_RANGE
     limit = f"up to {settings.max_seconds:g} s" if settings.max_seconds else "any length"
-    with gr.Blocks(title="LatentSync lip sync", delete_cache=CACHE_CLEANUP) as demo:
+    with CheckedBlocks(title="LatentSync lip sync", delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(INTRO)
         if settings.smoke:
             note = SMOKE_FACES_NOTE if settings.smoke_faces == "face_alignment" else ""
@@ -230,8 +296,10 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
             api_visibility="private",
         )  # fmt: skip
         gr.Markdown(TIPS)
+        gr.Markdown(ABOUT)
         gr.Markdown(CREDITS)
 
+        @releasing_memory
         def lipsync(
             video: str, audio: str, version: str = DEFAULT_VERSION, steps: int = DEFAULT_STEPS,
             guidance_scale: float = DEFAULT_GUIDANCE, seed: int = DEFAULT_SEED, randomize_seed: bool = False,
@@ -245,9 +313,10 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                 video: face video (mp4, mov, webm...) with one visible, roughly frontal face
                 audio: driving speech (wav, mp3, m4a..., or a video with sound); sets the output length
                 version: model version, "1.5" (256 px faces, faster) or "1.6" (512 px faces, sharper)
-                steps: DDIM denoising steps (default 20)
+                steps: DDIM denoising steps, 10 to 50 (1 to 50 in smoke mode; default 20)
                 guidance_scale: classifier-free guidance on the audio, 1.0 to 3.0 (default 1.5; 1.0 = off)
-                seed: random seed (default 1247); the same inputs, settings and seed give the same video
+                seed: random seed, 0 to 4294967295 (default 1247); the same inputs, settings and seed give the same
+                    video
                 randomize_seed: if true, ignore seed and draw a new one (returned as the third output)
                 score_sync: if true, also compute SyncNet Sync-C / Sync-D of the input and of the output
                 speaker: "largest" (default), or "x,y" on the speaking face in the first frame (pixels, or
@@ -255,7 +324,7 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                 length_mode: "pingpong" (default), "loop" or "freeze" (output as long as the audio), or "video"
                     (output as long as the video, the audio cut or padded with silence)
                 native_fps: if true, output at the video's own frame rate instead of 25 fps
-                crf: output quality, H.264 CRF 0 (lossless) to 51 (default 18, visually lossless)
+                crf: output quality, H.264 CRF 0 (lossless) to 35 (default 18, visually lossless)
                 photo: a still image (PNG, JPEG, WebP) of a face, used when no video is given
                 faster: step caching as the official app (DeepCache, interval 3): about 2x faster, nearly the
                     same result (default true); false computes every step in full
@@ -275,11 +344,11 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                     options=options, video_seconds=video_seconds, audio_seconds=audio_seconds,
                     smoke=settings.smoke, video_fps=video_fps, smoke_faces=settings.smoke_faces,
                 )  # fmt: skip
-                result = lipsync_on_gpu(job, progress)
+                outcome = lipsync_on_gpu(job, progress)
                 # Hand the file to gradio's cache now: gradio would copy it there after we return, when
                 # this folder is gone. It is served from there and deleted with the rest (delete_cache).
-                served = video_out.move_resource_to_block_cache(result.output)
-            return served, describe_result(result, job), used_seed
+                served = RESULTS.add(video_out.move_resource_to_block_cache(outcome.result.output))
+            return served, describe_result(outcome.result, job, outcome.faces_in_first_frame), used_seed
 
         def show_face(video: str | None, photo: str | None):
             """The first frame, unmarked, and the speaker reset to the largest face (a new input was given)."""
@@ -305,6 +374,8 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
         largest.click(show_face, face_inputs, **picker)
         speaker_view.select(pick_speaker, face_inputs, **picker)
 
+        rules = api_rules((steps_min, steps_max), (GUIDANCE_MIN, GUIDANCE_MAX), CRF_RANGE)
+        demo.api_checks["lipsync"] = lambda values: check_api_values(API_PARAMETERS, values, rules)
         run.click(
             lipsync, inputs=[video_in, audio_in, version, steps, guidance, seed, randomize, score_sync, speaker,
                              length_mode, native_fps, crf, photo_in, faster],
@@ -340,6 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     # What the media tools said about a bad upload goes to the server's log, never to the user (latentsync.media).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = AppSettings.from_env(smoke=args.smoke, smoke_faces=args.smoke_faces)
+    limit_malloc_arenas()  # before the server's threads: flat memory over thousands of requests
     app = build_demo(settings) if args.smoke or args.smoke_faces else demo
     stop_on_sigterm()  # SIGTERM (docker stop, systemd) cleans up as Ctrl-C does
     try:
@@ -349,6 +421,7 @@ def main(argv: list[str] | None = None) -> None:
         app.launch(**launch_options())
     finally:
         PIPELINES.close()  # removes the smoke-mode checkpoints folder
+        RESULTS.remove_all()  # and the results still downloadable (gradio's sweep only removes older ones)
 
 
 if __name__ == "__main__":

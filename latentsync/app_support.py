@@ -12,11 +12,19 @@ it never imports gradio (``gr.Progress`` is passed in as a plain callable):
   app's only mutable global.
 * :class:`StageProgress`: the pipeline's ``(stage, done, total)`` callbacks as ``gr.Progress`` calls.
 * :func:`describe_result`: the short text shown under the output video.
+* :class:`ServedResults`, :func:`release_memory`, :func:`limit_malloc_arenas`: what keeps a long-running Space flat
+  (results removed on shutdown, freed memory handed back to the OS after each request).
+* :class:`Range`, :class:`Choices`, :func:`check_api_values`: the API's values checked with sentences that name the
+  parameter and what it accepts (gradio's own checks do not say which parameter).
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import functools
+import gc
+import logging
 import math
 import os
 import secrets
@@ -30,9 +38,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from latentsync import media
 from latentsync.errors import CheckpointError, InputError
+from latentsync.faces.batch_detection import detect_frames
+from latentsync.faces.detection import MIN_FACE_HEIGHT, MIN_FACE_WIDTH, REFERENCE_MIN_SCORE, SMALL_FACE_MIN_SIZE
+from latentsync.faces.detection import is_usable
 from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL
 from latentsync.input_checks import LARGEST_FACE, probe_face_input
 from latentsync.pipeline import FRAMES_PER_CALL, LipSyncOptions, LipSyncResult
+from latentsync.timeline import LENGTH_MODES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -219,6 +231,22 @@ class LipSyncJob:
         return gpu_seconds(self.version, self.video_seconds, self.audio_seconds, self.options, self.video_fps)
 
 
+@dataclass(frozen=True)
+class JobOutcome:
+    """What the GPU step hands back (plain data: it pickles out of a ZeroGPU worker)."""
+
+    result: LipSyncResult
+    faces_in_first_frame: int | None = None  # usable faces where the speaker is picked; None: a point was given
+
+
+def count_faces(face_backend: Any, path: str | os.PathLike) -> int:
+    """Usable faces in the picture the Speaker picker shows (the video's first frame, or the photo), by the rules
+    the pipeline's tracker uses (small faces included)."""
+    min_score = float(getattr(face_backend, "min_score", REFERENCE_MIN_SCORE))
+    (faces,) = detect_frames(face_backend, first_frame(path)[None])
+    return sum(is_usable(face, min_score, SMALL_FACE_MIN_SIZE) for face in faces)
+
+
 class PipelineCache:
     """Pipelines by (version, smoke, smoke_faces), each built on first use and kept for the process's life.
 
@@ -264,15 +292,18 @@ class PipelineCache:
                 self._pipelines[key] = pipeline
             return self._pipelines[key]
 
-    def run(self, job: LipSyncJob, progress: Callable[[str, int, int], None] | None = None) -> LipSyncResult:
-        """Run ``job`` with its version's pipeline."""
+    def run(self, job: LipSyncJob, progress: Callable[[str, int, int], None] | None = None) -> JobOutcome:
+        """Run ``job`` with its version's pipeline; with the largest face as the speaker, also count the faces the
+        Speaker picker shows (:func:`count_faces`), so that the summary can say when there was a choice."""
         pipeline = self.get(job.version, job.smoke, job.smoke_faces)
         if job.options.score_sync and getattr(pipeline, "sync_scorer", None) is None:
             raise InputError(
                 "Sync-C scores are not available here: the SyncNet weights (auxiliary/syncnet_v2.model) "
                 "are missing. Untick 'Compute Sync-C scores' and try again."
             )
-        return pipeline(job.video, job.audio, job.output, job.options, progress=progress)
+        result = pipeline(job.video, job.audio, job.output, job.options, progress=progress)
+        largest = job.options.speaker == LARGEST_FACE
+        return JobOutcome(result, count_faces(pipeline.face_backend, job.video) if largest else None)
 
     def close(self) -> None:
         """Forget the pipelines and remove the smoke-mode checkpoint folders now (also safe to call twice)."""
@@ -391,13 +422,37 @@ def speaker_from_click(index: tuple[float, float] | list[float]) -> str:
     return f"{int(round(x))},{int(round(y))}"
 
 
-def describe_result(result: LipSyncResult, job: LipSyncJob) -> str:
-    """A few lines on what was done: length, frames, time taken, version, settings, Sync-C when asked."""
+def decisions(result: LipSyncResult, faces_in_first_frame: int | None = None) -> list[str]:
+    """Sentences on what was decided for the user: which face, frames passed through, a small face."""
+    notes = []
+    if faces_in_first_frame is not None and faces_in_first_frame > 1:
+        notes.append(f"{faces_in_first_frame} faces found; the largest was lip-synced. To choose another, open "
+                     "Speaker and click it.")  # fmt: skip
+    passed = result.num_frames - result.frames_with_face
+    if passed > 0:
+        notes.append(
+            f"{passed} of {result.num_frames} frames had no usable face and were passed through unchanged (a face "
+            "turned away, covered, too small or out of the picture)."
+        )
+    if result.small_face_frames:
+        notes.append(
+            f"The face is smaller than {MIN_FACE_WIDTH}x{MIN_FACE_HEIGHT} px in {result.small_face_frames} of "
+            f"{result.num_frames} frames, so the mouth may look softer there; a closer shot or a higher-resolution "
+            "video helps."
+        )
+    return notes
+
+
+def describe_result(result: LipSyncResult, job: LipSyncJob, faces_in_first_frame: int | None = None) -> str:
+    """A few lines on what was done: length, frames, time taken, what was decided for the user (:func:`decisions`),
+    version, settings, Sync-C when asked."""
     o = job.options
-    plain = dataclasses.replace(result, sync_before=None, sync_after=None)  # scores get their own line
+    # scores and the small-face note get their own lines
+    plain = dataclasses.replace(result, sync_before=None, sync_after=None, small_face_frames=0)
     steps = f"{o.steps} step{'s' if o.steps != 1 else ''}"
     lines = [
         f"LatentSync {job.version}: {plain.summary()}.",
+        *decisions(result, faces_in_first_frame),
         f"Settings: {steps}, guidance {o.guidance_scale:g}, seed {o.seed}{_extra_settings(o)}.",
     ]
     before, after = result.sync_before, result.sync_after
@@ -411,3 +466,188 @@ def describe_result(result: LipSyncResult, job: LipSyncJob) -> str:
     if job.smoke:
         lines.append("Smoke-test mode: tiny random models, so the mouth is NOT lip-synced.")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ a long-running server
+
+logger = logging.getLogger("latentsync.app")
+
+# glibc gives each thread that allocates concurrently its own arena (up to 8 per core), and memory freed in one is
+# kept for reuse there: gradio runs requests on a thread pool, so without a cap the process keeps the high-water mark
+# of several arenas. Two arenas: the request thread and the helper threads (overlap, ffmpeg pipes) rarely contend.
+MALLOC_ARENAS = 2
+M_ARENA_MAX = -8  # mallopt's parameter number (glibc's malloc.h)
+MALLOC_ARENA_MAX_ENV = "MALLOC_ARENA_MAX"  # set by the operator: glibc read it at start-up, leave it alone
+# Served result paths kept to remove on shutdown; past this many, entries whose files the hourly sweep already
+# deleted are dropped (a path is ~100 bytes: the set stays under ~100 kB).
+SERVED_PRUNE_AT = 1024
+
+
+@functools.lru_cache(maxsize=1)
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (``malloc_trim`` and ``mallopt`` exist), else None (macOS, musl)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim, libc.mallopt  # noqa: B018 -- only glibc has both
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS, environ: Mapping[str, str] | None = None) -> bool:
+    """Cap glibc's malloc arenas (call before the server starts its threads); whether it was done.
+
+    Left alone when ``MALLOC_ARENA_MAX`` is set (the operator's choice) or the C library is not glibc."""
+    libc = _glibc()
+    if libc is None or (os.environ if environ is None else environ).get(MALLOC_ARENA_MAX_ENV):
+        return False
+    return bool(libc.mallopt(M_ARENA_MAX, arenas))
+
+
+def release_memory() -> None:
+    """After a request: collect reference cycles (a traceback keeps a request's frames and arrays alive), then hand
+    the freed heap pages back to the OS (glibc keeps them otherwise, and RSS creeps up with fragmentation)."""
+    gc.collect()
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+class ServedResults:
+    """The result files the app handed to gradio's cache, so that shutdown removes them.
+
+    gradio's cache sweep (``delete_cache``) removes files older than its age limit while the app runs; what is left
+    when the process stops (SIGTERM, Ctrl-C) is removed by :meth:`remove_all`, with the per-file folders gradio made
+    for them when they are empty. Thread-safe."""
+
+    def __init__(self, prune_at: int = SERVED_PRUNE_AT):
+        self._paths: set[Path] = set()
+        self._lock = threading.Lock()
+        self._prune_at = prune_at
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def add(self, path: str | os.PathLike) -> str:
+        """Remember ``path`` (returned unchanged, as a string)."""
+        with self._lock:
+            if len(self._paths) >= self._prune_at:  # the sweep deleted these already
+                self._paths = {p for p in self._paths if p.exists()}
+            self._paths.add(Path(path))
+        return str(path)
+
+    def remove_all(self) -> int:
+        """Delete every remembered file that still exists, and its folder when that is left empty; how many."""
+        with self._lock:
+            paths, self._paths = self._paths, set()
+        removed = 0
+        for path in paths:
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass  # swept already (gradio's own shutdown sweep may run first): its folder may still be there
+            except OSError as err:
+                logger.warning("could not remove the served result %s: %s", path, err)
+                continue
+            try:
+                path.parent.rmdir()  # gradio puts each file in a folder named by its hash
+            except OSError:
+                pass  # not empty (another file of the same hash) or already gone
+        return removed
+
+
+# ------------------------------------------------------------------------------------------ the API's values
+
+
+def _number(value: float) -> str:
+    """1.0 -> "1", 4294967295 -> "4294967295" (not "4.29497e+09"), 0.1 -> "0.1"."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Range:
+    """A number from ``minimum`` to ``maximum`` (inclusive); ``whole``: an integer; ``optional``: None passes (the
+    endpoint says what to do, e.g. an emptied seed box with "Random seed" ticked is fine)."""
+
+    minimum: float
+    maximum: float
+    whole: bool = False
+    optional: bool = False
+
+    def check(self, name: str, value: Any) -> None:
+        if value is None and self.optional:
+            return
+        kind = "a whole number" if self.whole else "a number"
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or not self.minimum <= value <= self.maximum or (self.whole and value != int(value)):
+            raise InputError(
+                f"The parameter {name} must be {kind} from {_number(self.minimum)} to {_number(self.maximum)}, "
+                f"got {value!r}."
+            )
+
+
+@dataclass(frozen=True)
+class Choices:
+    """One of ``values``."""
+
+    values: tuple[Any, ...]
+
+    def check(self, name: str, value: Any) -> None:
+        if isinstance(value, bool) or value not in self.values:
+            allowed = ", ".join(repr(v) for v in self.values)
+            raise InputError(f"The parameter {name} must be one of {allowed}, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """true or false."""
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, bool):
+            raise InputError(f"The parameter {name} must be true or false, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class Text:
+    """A string (or nothing: the default)."""
+
+    def check(self, name: str, value: Any) -> None:
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"The parameter {name} must be a string, got {value!r}.")
+
+
+def api_rules(steps_range: tuple[int, int], guidance_range: tuple[float, float],
+              crf_range: tuple[int, int]) -> dict[str, Range | Choices | Flag | Text]:  # fmt: skip
+    """What each non-file parameter of ``/lipsync`` accepts, from the page's own widget ranges."""
+    return {
+        "version": Choices(VERSIONS),
+        "steps": Range(*steps_range, whole=True),
+        "guidance_scale": Range(*guidance_range),
+        "seed": Range(0, MAX_SEED, whole=True, optional=True),
+        "randomize_seed": Flag(),
+        "score_sync": Flag(),
+        "speaker": Text(),
+        "length_mode": Choices(LENGTH_MODES),
+        "native_fps": Flag(),
+        "crf": Range(*crf_range, whole=True),
+        "faster": Flag(),
+    }
+
+
+def check_api_values(names: list[str], values: list[Any], rules: Mapping[str, Range | Choices | Flag | Text]) -> None:
+    """Check the raw values of a call (as sent, before gradio converts them) against ``rules``.
+
+    Raises :class:`InputError` with a sentence naming the parameter and what it accepts; for too few values, one
+    naming the parameters that are missing (gradio's HTTP API needs every value, in order)."""
+    if len(values) < len(names):
+        missing = ", ".join(names[len(values):])
+        raise InputError(
+            f"This endpoint takes {len(names)} values in this order: {', '.join(names)}; got {len(values)}, so "
+            f"{missing} {'is' if len(names) - len(values) == 1 else 'are'} missing. Send all {len(names)} "
+            "(or use gradio_client, which fills in the defaults)."
+        )
+    for name, value in zip(names, values):
+        rule = rules.get(name)
+        if rule is not None:
+            rule.check(name, value)
