@@ -216,5 +216,6 @@ def _cached_features(encoder, path: str, audio: np.ndarray) -> torch.Tensor:
         if len(_FEATURE_CACHE) >= CLIP_CACHE_SIZE:
             _FEATURE_CACHE.pop(next(iter(_FEATURE_CACHE)))
         with torch.no_grad():  # not inference_mode: the UNet's backward pass saves these tensors
-            _FEATURE_CACHE[path] = encoder.encode(audio)
+            # The reference's windows, as the released models were trained on (the same values up to 30 s).
+            _FEATURE_CACHE[path] = encoder.encode(audio, windows="reference")
     return _FEATURE_CACHE[path]
