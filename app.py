@@ -276,6 +276,11 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                         info="Reuses the UNet's deep layers on 2 of every 3 steps, as the official app does: about "
                              "2x faster, nearly the same result.",
                     )  # fmt: skip
+                    seamless_audio = gr.Checkbox(
+                        True, label="Seamless audio past 30 s", elem_id="seamless-audio",
+                        info="Overlapping, cross-faded Whisper windows, so the mouth does not change every 30 s of "
+                             "speech; untick for the official back-to-back windows (same result up to 30 s).",
+                    )  # fmt: skip
                     score_sync = gr.Checkbox(
                         False, label="Compute Sync-C scores (before → after)",
                         info="SyncNet lip-sync confidence of the input and of the result (higher is better); "
@@ -305,6 +310,7 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
             guidance_scale: float = DEFAULT_GUIDANCE, seed: int = DEFAULT_SEED, randomize_seed: bool = False,
             score_sync: bool = False, speaker: str = LARGEST_FACE, length_mode: str = "pingpong",
             native_fps: bool = False, crf: int = H264_CRF, photo: str | None = None, faster: bool = True,
+            seamless_audio_windows: bool = True,
             progress=gr.Progress(),  # noqa: B008 -- how gradio passes a tracker
         ):  # fmt: skip
             """Re-generate the mouth in a face video so that it matches the speech (LatentSync).
@@ -328,6 +334,9 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                 photo: a still image (PNG, JPEG, WebP) of a face, used when no video is given
                 faster: step caching as the official app (DeepCache, interval 3): about 2x faster, nearly the
                     same result (default true); false computes every step in full
+                seamless_audio_windows: overlapping, cross-faded 30-s Whisper windows for speech longer than 30 s,
+                    so the mouth does not change every 30 s (default true); false uses the official back-to-back
+                    windows (up to 30 s both are the same)
             Returns:
                 the lip-synced MP4, a short text of what was done, the seed used
             """
@@ -336,7 +345,7 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                 video_seconds, audio_seconds = check_inputs(video, audio, settings.max_seconds)
                 used_seed = random_seed() if randomize_seed else seed
                 options = make_options(steps, guidance_scale, used_seed, score_sync, speaker, length_mode,
-                                       native_fps, crf, faster)  # fmt: skip
+                                       native_fps, crf, faster, seamless_audio_windows)  # fmt: skip
                 video_fps = media.probe(video).fps or media.VIDEO_FPS
             with tempfile.TemporaryDirectory(prefix="latentsync-app-") as workdir:  # this request's own
                 job = LipSyncJob(
@@ -378,7 +387,7 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
         demo.api_checks["lipsync"] = lambda values: check_api_values(API_PARAMETERS, values, rules)
         run.click(
             lipsync, inputs=[video_in, audio_in, version, steps, guidance, seed, randomize, score_sync, speaker,
-                             length_mode, native_fps, crf, photo_in, faster],
+                             length_mode, native_fps, crf, photo_in, faster, seamless_audio],
             outputs=[video_out, summary, seed], api_name="lipsync", concurrency_limit=GPU_CONCURRENCY,
             concurrency_id="gpu",
             # The seed box is an output too (it shows the seed used), but no progress bar or error badge there.

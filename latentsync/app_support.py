@@ -135,7 +135,7 @@ def random_seed() -> int:
 def make_options(
     steps: float, guidance_scale: float, seed: float | None, score_sync: bool = False,
     speaker: str | None = LARGEST_FACE, length_mode: str = "pingpong", native_fps: bool = False,
-    crf: float = media.H264_CRF, faster: bool = True,
+    crf: float = media.H264_CRF, faster: bool = True, seamless_audio_windows: bool = True,
 ) -> LipSyncOptions:  # fmt: skip
     """Options from the UI's values (sliders send floats), checked: a bad value raises :class:`InputError`."""
     if seed is None:
@@ -145,7 +145,8 @@ def make_options(
     options = LipSyncOptions(steps=int(steps), guidance_scale=float(guidance_scale), seed=int(seed),
                              score_sync=bool(score_sync), speaker=(speaker or "").strip() or LARGEST_FACE,
                              length_mode=length_mode, native_fps=bool(native_fps), crf=int(crf),
-                             cache_interval=REFERENCE_CACHE_INTERVAL if faster else 1)  # fmt: skip
+                             cache_interval=REFERENCE_CACHE_INTERVAL if faster else 1,
+                             whisper_windows="seamless" if seamless_audio_windows else "reference")  # fmt: skip
     options.check()
     return options
 
@@ -385,6 +386,8 @@ def _extra_settings(options: LipSyncOptions) -> str:
         parts.append(f"CRF {options.crf}")
     if options.cache_interval == 1:
         parts.append("step caching off")
+    if options.whisper_windows != default.whisper_windows:
+        parts.append(f"{options.whisper_windows} audio windows")
     return "".join(f", {part}" for part in parts)
 
 

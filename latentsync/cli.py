@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the two guidance halves through the UNet one after the other and the VAE one frame "
                              "at a time: LatentSync 1.5 fits in ~6.5 GB and 1.6 in ~12 GB of VRAM; a little slower, "
                              "same result up to float rounding")
+    parser.add_argument("--reference-audio-windows", action="store_true",
+                        help="encode speech longer than 30 s in the official code's back-to-back 30-s Whisper "
+                             "windows (the mouth may change at every 30 s) instead of overlapping, cross-faded "
+                             "ones; for comparisons with the reference (up to 30 s both are the same)")
     parser.add_argument("--compile", action="store_true",
                         help="compile the UNet with torch.compile: the first windows take minutes to compile, later "
                              "ones run faster; speeds up --cache-interval 1 runs (step caching calls the UNet's "
@@ -126,11 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         from latentsync.pipeline import LipSyncOptions
 
         # 1. Everything that can be checked in a second, before the models load (seconds to minutes).
+        whisper_windows = "reference" if args.reference_audio_windows else "seamless"
         options = LipSyncOptions(steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
                                  speaker=args.speaker, length_mode=args.length_mode, native_fps=args.native_fps,
                                  crf=args.crf, face_cache=not args.no_face_cache,
                                  cache_interval=args.cache_interval, overlap=not args.no_overlap,
-                                 low_memory=args.low_memory)  # fmt: skip
+                                 low_memory=args.low_memory, whisper_windows=whisper_windows)  # fmt: skip
         options.check()
         check_files_exist(args, "video", "audio")
         media.check_output_path(args.output, inputs=(args.video, args.audio))

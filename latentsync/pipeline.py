@@ -46,6 +46,7 @@ from latentsync.generation_windows import GeneratedWindow, PreparedFaces, number
 from latentsync.input_checks import LARGEST_FACE, parse_speaker, probe_inputs, speaker_point
 from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL, CachedUNet
 from latentsync.models.low_memory import SequentialGuidance
+from latentsync.models.whisper import DEFAULT_WINDOW_SCHEME, WINDOW_SCHEMES
 from latentsync.native_fps import native_rate_frames
 from latentsync.output_plan import OutputPlan, plan_output
 from latentsync.sync import SyncScore
@@ -103,6 +104,10 @@ class LipSyncOptions:
     # Low VRAM: the two guidance halves through the UNet one after the other and the VAE one frame at a time
     # (LatentSync 1.5 within ~6.5 GB, 1.6 under 12 GB; a little slower). Same result up to float rounding.
     low_memory: bool = False
+    # Whisper's 30-s windows for speech longer than 30 s: "seamless" (overlapping windows cross-faded, so the audio
+    # features do not jump every 30 s) or "reference" (the official back-to-back windows, for comparisons). Up to
+    # 30 s both are the same, bit for bit (latentsync.models.whisper.plan_windows).
+    whisper_windows: str = DEFAULT_WINDOW_SCHEME
 
     def check(self) -> None:
         if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
@@ -120,6 +125,10 @@ class LipSyncOptions:
                 or not 1 <= self.cache_interval <= MAX_STEPS:  # fmt: skip
             raise InputError(
                 f"cache_interval must be an integer from 1 (no step caching) to {MAX_STEPS}, got {self.cache_interval!r}"
+            )
+        if self.whisper_windows not in WINDOW_SCHEMES:
+            raise InputError(
+                f"whisper_windows must be one of {', '.join(WINDOW_SCHEMES)}, got {self.whisper_windows!r}"
             )
         for name in ("score_sync", "score_input", "native_fps", "face_cache", "overlap", "low_memory"):
             if not isinstance(getattr(self, name), bool):
@@ -263,7 +272,7 @@ class LipSyncPipeline:
             # 4. Whisper features, evaluated lazily: the log-mel maximum of the whole clip now (the reference
             # normalises over the whole clip), the encoder one 30-s window at a time as the chunks need it.
             progress("audio features", 0, 1)
-            features = self.audio_encoder.features(plan.waveform)  # behaves as (L, 5, d)
+            features = self.audio_encoder.features(plan.waveform, options.whisper_windows)  # behaves as (L, 5, d)
             progress("audio features", 1, 1)
             # 5. Pass 2: generate and write, 16 frames at a time. (If the container overstated the length, no copy
             # was made: seek in the original, exact when it is constant-rate and close otherwise.)

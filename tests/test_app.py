@@ -51,7 +51,8 @@ SHORT_FRAMES = 12  # the demo video's first 12 frames
 SHORT_SECONDS = 0.3  # of speech: the output has ceil(0.3 x 25) = 8 frames, one VAE batch, one UNet call
 FAST = {"version": "1.5", "steps": 1, "guidance_scale": 1.0, "seed": 7}  # one step, guidance off
 PARAMETERS = ["video", "audio", "version", "steps", "guidance_scale", "seed", "randomize_seed", "score_sync",
-              "speaker", "length_mode", "native_fps", "crf", "photo", "faster"]  # fmt: skip
+              "speaker", "length_mode", "native_fps", "crf", "photo", "faster",
+              "seamless_audio_windows"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -168,6 +169,8 @@ def test_make_options_converts_ui_values_and_checks_them():
     options = make_options(20, 1.5, 1, False, " 0.3,0.4 ", "freeze", True, 23.0)
     assert (options.speaker, options.length_mode, options.native_fps, options.crf) == ("0.3,0.4", "freeze", True, 23)
     assert options.cache_interval == 3 and make_options(20, 1.5, 1, faster=False).cache_interval == 1
+    assert options.whisper_windows == "seamless"
+    assert make_options(20, 1.5, 1, seamless_audio_windows=False).whisper_windows == "reference"
     assert make_options(20, 1.5, 1, speaker="").speaker == "largest"  # an emptied box means the default
     with pytest.raises(InputError, match="length_mode must be one of"):
         make_options(20, 1.5, 1, length_mode="bounce")
@@ -365,7 +368,7 @@ def test_api_lists_one_named_endpoint_with_named_parameters(server, tmp_path):
     assert defaults == {"version": "1.5", "steps": 20, "guidance_scale": 1.5, "seed": 1247,
                         "randomize_seed": False, "score_sync": False, "speaker": "largest",
                         "length_mode": "pingpong", "native_fps": False, "crf": 18, "photo": None,
-                        "faster": True}  # fmt: skip
+                        "faster": True, "seamless_audio_windows": True}  # fmt: skip
     assert [r["label"] for r in endpoint["returns"]] == ["Lip-synced video", "What was done", "Seed"]
 
 

@@ -27,6 +27,7 @@ from latentsync.models.whisper import (
 )
 
 GOLDEN = "tiny_audio_golden.safetensors"
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors on a shared 2-core machine
 TRAIN_WINDOW_FRAMES = 16  # the reference's crop_overlap_audio_window length (num_frames=16)
 
 
@@ -125,7 +126,9 @@ def test_invalid_ranges_raise():
 
 
 # ---- lazily evaluated features (WhisperAudioEncoder.features) ------------------------------------------
-LAZY_CLIP_SAMPLES = 65 * SAMPLE_RATE + 4800  # 65.3 s: 30-s windows of 1500, 1500 and 265 steps
+# 65.3 s = 3265 steps. Reference: 30-s windows of 1500, 1500 and 265 steps. Seamless: full windows at steps 0, 882
+# and 1765, cross-fades over steps 1141-1240 and 2023-2122.
+LAZY_CLIP_SAMPLES = 65 * SAMPLE_RATE + 4800
 FRAME_CHUNK = 16  # the pipeline's frames per UNet call
 
 
@@ -146,9 +149,14 @@ def encoder(request, whisper_checkpoint) -> WhisperAudioEncoder:
     return WhisperAudioEncoder.from_checkpoint(whisper_checkpoint, windows_per_batch=request.param)
 
 
+@pytest.fixture(scope="module", params=["seamless", "reference"])
+def windows(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def eager(encoder, long_clip) -> torch.Tensor:
-    return encoder.encode(long_clip)
+def eager(encoder, long_clip, windows) -> torch.Tensor:
+    return encoder.encode(long_clip, windows)
 
 
 def encoder_calls(encoder: WhisperAudioEncoder) -> tuple[list[int], object]:
@@ -160,9 +168,9 @@ def encoder_calls(encoder: WhisperAudioEncoder) -> tuple[list[int], object]:
     return calls, hook
 
 
-def test_lazy_features_look_like_the_eager_tensor(encoder, eager, long_clip):
-    lazy = encoder.features(long_clip)
-    assert isinstance(lazy, WhisperFeatures)
+def test_lazy_features_look_like_the_eager_tensor(encoder, eager, long_clip, windows):
+    lazy = encoder.features(long_clip, windows)
+    assert isinstance(lazy, WhisperFeatures) and lazy.windows == windows
     assert lazy.shape == eager.shape == (3265, 5, 16) and len(lazy) == 3265 and lazy.ndim == 3
     assert (lazy.device, lazy.dtype, lazy.num_windows) == (eager.device, eager.dtype, 3)
     assert lazy.cached_windows == []  # nothing encoded until read
@@ -177,21 +185,25 @@ def test_lazy_features_look_like_the_eager_tensor(encoder, eager, long_clip):
         (745, 1),  # one frame whose 10 steps (1486-1495) end just before the boundary
         (748, 1),  # one frame reading steps 1492-1501: both sides of the boundary
         (1495, FRAME_CHUNK),  # crosses the 60-s boundary (step 3000)
+        (565, FRAME_CHUNK),  # steps 1126-1165: into the seamless scheme's first cross-fade
+        (1010, FRAME_CHUNK),  # steps 2016-2055: into its second one
+        (595, FRAME_CHUNK),  # steps 1186-1225: inside the first cross-fade
         (1633 - FRAME_CHUNK, FRAME_CHUNK),  # the clip's last 16 frames (ceil(65.3 * 25) = 1633)
         (1630, FRAME_CHUNK),  # runs past the end: clamped to the last step
         (0, 0),
     ],
 )
-def test_lazy_windows_equal_eager_windows(encoder, eager, long_clip, start, count):
-    lazy = encoder.features(long_clip)
+def test_lazy_windows_equal_eager_windows(encoder, eager, long_clip, windows, start, count):
+    lazy = encoder.features(long_clip, windows)
     assert torch.equal(audio_windows(lazy, start, count), audio_windows(eager, start, count))
 
 
 def test_a_sequential_pass_encodes_every_window_once_and_holds_only_what_a_read_touches(
-    encoder, eager, long_clip
+    encoder, eager, long_clip, windows
 ):
-    lazy = encoder.features(long_clip)
+    lazy = encoder.features(long_clip, windows)
     per_group = encoder.windows_per_batch
+    assert [w.start for w in lazy.plan.windows] == ([0, 1500, 3000] if windows == "reference" else [0, 882, 1765])
     calls, hook = encoder_calls(encoder)
     try:
         held = []
@@ -199,8 +211,8 @@ def test_a_sequential_pass_encodes_every_window_once_and_holds_only_what_a_read_
             count = min(FRAME_CHUNK, num_video_frames(LAZY_CLIP_SAMPLES) - start)
             assert torch.equal(audio_windows(lazy, start, count), audio_windows(eager, start, count))
             steps = window_indices(start, count, len(lazy))
-            steps_per_group = 1500 * per_group
-            touched_groups = range(int(steps.min()) // steps_per_group, int(steps.max()) // steps_per_group + 1)
+            read = lazy.plan.windows_for(int(steps.min()), int(steps.max()) + 1)  # the windows these steps need
+            touched_groups = range(read[0] // per_group, read[-1] // per_group + 1)
             touched = [w for g in touched_groups for w in range(g * per_group, min((g + 1) * per_group, 3))]
             assert lazy.cached_windows == touched, start
             held.append(len(lazy.cached_windows))
@@ -210,9 +222,9 @@ def test_a_sequential_pass_encodes_every_window_once_and_holds_only_what_a_read_
     assert max(calls) <= per_group and max(held) <= 2 * per_group  # two groups at most, at a boundary
 
 
-def test_lazy_features_work_like_the_pipeline_uses_them(encoder, long_clip):
+def test_lazy_features_work_like_the_pipeline_uses_them(encoder, eager, long_clip, windows):
     """audio_windows(...)[mask on features.device]: the pipeline's read of the frames that have a face."""
-    lazy, eager = encoder.features(long_clip), encoder.encode(long_clip)
+    lazy = encoder.features(long_clip, windows)
     keep = torch.tensor([True, False] * 8)
     picked = audio_windows(lazy, 752, FRAME_CHUNK)[keep.to(lazy.device)]
     assert picked.shape == (8, 50, 16)
@@ -227,8 +239,8 @@ def test_short_clip_lazy_equals_eager(whisper_checkpoint):
     assert torch.equal(audio_windows(lazy, 0, frames), audio_windows(eager, 0, frames))
 
 
-def test_lazy_features_reject_bad_indices(encoder, long_clip):
-    lazy = encoder.features(long_clip)
+def test_lazy_features_reject_bad_indices(encoder, long_clip, windows):
+    lazy = encoder.features(long_clip, windows)
     with pytest.raises(IndexError, match="outside 0…3264"):
         lazy[torch.tensor([3265])]
     with pytest.raises(IndexError, match="outside"):

@@ -29,6 +29,7 @@ from latentsync.models.whisper import (
 )
 
 GOLDEN = "tiny_audio_golden.safetensors"
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors on a shared 2-core machine
 ATOL = 1e-4
 
 # The real whisper/tiny.pt (README §2.2 dims): 4 encoder blocks of 15 entries + conv1/conv2/pos/ln_post (7),
@@ -110,14 +111,14 @@ def test_log_mel_matches_golden(golden, golden_waveform):
 
 
 def test_features_match_golden(encoder, golden, golden_waveform):
-    features = encoder.encode(golden_waveform)
+    features = encoder.encode(golden_waveform, windows="reference")  # 30.5 s: the reference's two windows
     assert features.shape == (1525, 5, 16) == golden["output.whisper_feature"].shape
     assert num_feature_steps(golden_waveform.size) == 1525
     torch.testing.assert_close(features, golden["output.whisper_feature"], atol=ATOL, rtol=0)
 
 
 def test_features_are_taken_before_ln_post(encoder, golden, golden_waveform):
-    last_block = encoder.encode(golden_waveform)[:1500, -1]  # window 0, output of block 4
+    last_block = encoder.encode(golden_waveform, windows="reference")[:1500, -1]  # window 0, output of block 4
     ln_post = golden["output.encoder_seg0_ln_post"]
     assert (last_block - ln_post).abs().max() > 0.1  # using ln_post would be a different feature
     # ...and ln_post applied to our last hidden state is exactly the reference's ln_post output.
@@ -125,12 +126,13 @@ def test_features_are_taken_before_ln_post(encoder, golden, golden_waveform):
         torch.testing.assert_close(encoder.encoder.layer_norm(last_block), ln_post, atol=ATOL, rtol=0)
 
 
-def test_windows_per_batch_does_not_change_features(random_checkpoint):
+@pytest.mark.parametrize("windows", ["seamless", "reference"])
+def test_windows_per_batch_does_not_change_features(random_checkpoint, windows):
     waveform = np.random.default_rng(0).uniform(-0.5, 0.5, 35 * SAMPLE_RATE).astype(np.float32)  # two windows
     one_at_a_time = WhisperAudioEncoder.from_checkpoint(random_checkpoint, windows_per_batch=1).encode(
-        waveform
+        waveform, windows
     )
-    batched = WhisperAudioEncoder.from_checkpoint(random_checkpoint, windows_per_batch=4).encode(waveform)
+    batched = WhisperAudioEncoder.from_checkpoint(random_checkpoint, windows_per_batch=4).encode(waveform, windows)
     assert batched.shape == (1500 + 250, 5, 16)  # 3500 mel frames: 1500 + floor(500 / 2)
     torch.testing.assert_close(one_at_a_time, batched, atol=1e-5, rtol=0)
 
@@ -218,7 +220,7 @@ def test_whole_clip_maximum_normalises_every_window(random_checkpoint):
     encoder = WhisperAudioEncoder.from_checkpoint(random_checkpoint)
     seen, hook = mel_inputs(encoder)
     try:
-        features = encoder.encode(waveform)
+        features = encoder.encode(waveform, windows="reference")
     finally:
         hook.remove()
     log10 = explicit_log10_mel(waveform)
@@ -236,7 +238,7 @@ def test_whole_clip_maximum_normalises_every_window(random_checkpoint):
     expected = reference_hidden_states(encoder.encoder, explicit_window(log_mel, 1))[:750]
     assert features.shape == (2250, 5, 16)
     torch.testing.assert_close(features[1500:], expected, atol=1e-5, rtol=0)
-    lazy = encoder.features(waveform)
+    lazy = encoder.features(waveform, windows="reference")
     torch.testing.assert_close(lazy.log_mel_max, log10.max(), atol=1e-5, rtol=0)
     torch.testing.assert_close(lazy.window_log_mel(1), explicit_window(log_mel, 1), atol=1e-5, rtol=0)
 
@@ -245,7 +247,7 @@ def test_three_windows_keep_only_the_steps_with_audio(random_checkpoint):
     """65.3 s = 6530 mel frames = windows of 3000, 3000, 530 frames → 1500 + 1500 + 265 steps."""
     waveform = np.random.default_rng(4).uniform(-0.4, 0.4, 65 * SAMPLE_RATE + 4800).astype(np.float32)
     encoder = WhisperAudioEncoder.from_checkpoint(random_checkpoint)
-    features = encoder.encode(waveform)
+    features = encoder.encode(waveform, windows="reference")
     assert num_feature_steps(waveform.size) == 3265 and features.shape == (3265, 5, 16)
     log_mel = explicit_log_mel(waveform)
     for window, (start, end) in enumerate([(0, 1500), (1500, 3000), (3000, 3265)]):

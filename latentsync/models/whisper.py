@@ -10,6 +10,10 @@ LatentSync conditions its UNet on Whisper features computed the way its vendored
 4. per window only the steps covered by real audio are kept, ``floor(window_mel_frames / 2)``, and the
    windows are concatenated → ``(L, n_layer + 1, d)`` at 50 steps per second.
 
+That is ``windows="reference"``. The default, ``windows="seamless"``, differs only for speech longer than
+30 s, whose features the reference makes jump at every 30-s boundary (official issue #151): overlapping
+windows, each step taken from a window where it has context on both sides (:func:`plan_windows`).
+
 ``WhisperAudioEncoder.features`` gives these features lazily (:class:`WhisperFeatures`: the clip's log-mel
 maximum up front, then the encoder per 30-s window on demand), so memory does not grow with the clip;
 ``encode`` materialises the same values as one tensor.
@@ -24,6 +28,7 @@ dropped. The hidden states are collected by walking the encoder's layers here, b
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +186,118 @@ def num_feature_steps(num_samples: int) -> int:
     return full_windows * (MEL_FRAMES_PER_WINDOW // ENCODER_STRIDE) + rest // ENCODER_STRIDE
 
 
+# ----------------------------------------------------------------------------------------------------
+# Which 30-s windows the encoder sees, and which window gives each feature step.
+#
+# The encoder reads exactly 1500 steps and attends across all of them, so a step's features depend on where
+# it sits in its window: at an edge it has no context on one side and the window's first or last positional
+# embedding. "reference": the official windows 0-30 s, 30-60 s, ..., the last zero-padded; the features jump
+# at every 30-s boundary. "seamless": up to 30 s the reference's single window (the same values, bit for bit);
+# longer clips get full windows spread evenly from the clip's start to its end, at most 20 s apart (so
+# neighbours overlap by >= 10 s, no padding), each step read from one window except in a 2-s cross-fade at
+# the middle of each overlap. Every step is then >= 4 s from the edge of any window it is read from (>= 5 s
+# outside the cross-fades), except at the clip's own start and end. Up to 1.5x the reference's encoder calls.
+
+WINDOW_SCHEMES = ("seamless", "reference")
+DEFAULT_WINDOW_SCHEME = "seamless"
+STEPS_PER_ENCODER_WINDOW = MEL_FRAMES_PER_WINDOW // ENCODER_STRIDE  # 1500 steps per encoder call
+SEAMLESS_MAX_HOP_STEPS = 20 * WHISPER_FRAMES_PER_SECOND  # windows start <= 20 s apart: >= 10 s overlaps
+CROSSFADE_STEPS = 2 * WHISPER_FRAMES_PER_SECOND  # a 2-s linear cross-fade, centred in each overlap
+
+
+@dataclass(frozen=True)
+class EncoderWindow:
+    """One encoder call's input: mel frames ``2·start … 2·start + mel_frames − 1``, zero-padded to 3000."""
+
+    start: int  # its first feature step (first mel frame ENCODER_STRIDE · start)
+    mel_frames: int  # mel frames of real audio, <= 3000; the rest of the window is padding
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Steps ``start … end − 1`` read from window ``window``, or cross-faded linearly from it to ``fade_to``."""
+
+    start: int
+    end: int
+    window: int
+    fade_to: int | None = None  # the next window, whose weight rises across the segment
+
+    def fade_weights(self, first: int, stop: int) -> torch.Tensor:
+        """Weights of ``fade_to`` at steps ``first … stop − 1``: ``(t − start + ½) / length``, all in (0, 1)."""
+        return (torch.arange(first, stop, dtype=torch.float64) - self.start + 0.5) / (self.end - self.start)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """A clip's encoder windows and its segments (contiguous, covering steps ``0 … num_steps − 1``)."""
+
+    scheme: str
+    num_steps: int
+    windows: tuple[EncoderWindow, ...]
+    segments: tuple[Segment, ...]
+
+    def segments_in(self, first: int, stop: int) -> list[Segment]:
+        """The segments holding any of steps ``first … stop − 1``."""
+        return [s for s in self.segments if s.start < stop and s.end > first]
+
+    def windows_for(self, first: int, stop: int) -> list[int]:
+        """The windows that steps ``first … stop − 1`` are read from (ascending, consecutive)."""
+        used = {s.window for s in self.segments_in(first, stop)}
+        used |= {s.fade_to for s in self.segments_in(first, stop) if s.fade_to is not None}
+        return sorted(used)
+
+    @property
+    def crossfades(self) -> list[Segment]:
+        return [s for s in self.segments if s.fade_to is not None]
+
+
+def check_window_scheme(windows: str) -> str:
+    if windows not in WINDOW_SCHEMES:
+        raise ValueError(f"windows must be one of {', '.join(WINDOW_SCHEMES)}, got {windows!r}")
+    return windows
+
+
+def plan_windows(num_mel_frames: int, windows: str = DEFAULT_WINDOW_SCHEME) -> WindowPlan:
+    """The windows and segments of a clip of ``num_mel_frames`` mel frames (``num_feature_steps`` steps)."""
+    check_window_scheme(windows)
+    if num_mel_frames < ENCODER_STRIDE:
+        raise ValueError(f"need at least {ENCODER_STRIDE} mel frames (one step), got {num_mel_frames}")
+    num_steps = num_mel_frames // ENCODER_STRIDE  # = num_feature_steps: every window but the last is even
+    if windows == "seamless" and num_steps > STEPS_PER_ENCODER_WINDOW:
+        return _seamless_plan(num_steps)
+    # The reference's tiling, also "seamless" up to 1500 steps: one window, or two for 3001 mel frames, the second
+    # holding one frame and giving no step (no read needs it; it is encoded only when windows_per_batch puts it in
+    # window 0's encoder call, as before).
+    count = -(-num_mel_frames // MEL_FRAMES_PER_WINDOW)
+    encoder_windows = tuple(
+        EncoderWindow(k * STEPS_PER_ENCODER_WINDOW,
+                      min(num_mel_frames - k * MEL_FRAMES_PER_WINDOW, MEL_FRAMES_PER_WINDOW))
+        for k in range(count)
+    )  # fmt: skip
+    segments = tuple(
+        Segment(w.start, w.start + w.mel_frames // ENCODER_STRIDE, k)
+        for k, w in enumerate(encoder_windows)
+        if w.mel_frames >= ENCODER_STRIDE
+    )
+    return WindowPlan(windows, num_steps, encoder_windows, segments)
+
+
+def _seamless_plan(num_steps: int) -> WindowPlan:
+    """Full windows starting at 0 … num_steps − 1500, evenly spread and <= SEAMLESS_MAX_HOP_STEPS apart."""
+    last_start = num_steps - STEPS_PER_ENCODER_WINDOW  # > 0
+    count = -(-last_start // SEAMLESS_MAX_HOP_STEPS) + 1
+    starts = [k * last_start // (count - 1) for k in range(count)]
+    segments, first = [], 0
+    for k in range(count - 1):
+        overlap_start, overlap_end = starts[k + 1], starts[k] + STEPS_PER_ENCODER_WINDOW  # >= 500 steps
+        fade_start = (overlap_start + overlap_end) // 2 - CROSSFADE_STEPS // 2
+        segments += [Segment(first, fade_start, k), Segment(fade_start, fade_start + CROSSFADE_STEPS, k, k + 1)]
+        first = fade_start + CROSSFADE_STEPS
+    segments.append(Segment(first, num_steps, count - 1))
+    windows = tuple(EncoderWindow(start, MEL_FRAMES_PER_WINDOW) for start in starts)
+    return WindowPlan("seamless", num_steps, windows, tuple(segments))
+
+
 def _check_waveform(waveform: np.ndarray) -> np.ndarray:
     if not isinstance(waveform, np.ndarray):
         raise InputError(f"audio must be a numpy array of float samples, got {type(waveform).__name__}")
@@ -266,22 +383,23 @@ class WhisperAudioEncoder:
             states.append(x)
         return torch.stack(states, dim=2)  # (b, 1500, n_layer + 1, d)
 
-    def features(self, waveform: np.ndarray) -> WhisperFeatures:
+    def features(self, waveform: np.ndarray, windows: str = DEFAULT_WINDOW_SCHEME) -> WhisperFeatures:
         """The clip's features, evaluated lazily 30-s window by window (see :class:`WhisperFeatures`).
 
+        ``windows``: "seamless" (default) or "reference" (the official 30-s windows; see :func:`plan_windows`).
         Checks the audio (``InputError`` as :meth:`encode`) and computes the whole-clip log-mel maximum now;
         the encoder runs only when steps are read.
         """
-        return WhisperFeatures(self, waveform)
+        return WhisperFeatures(self, waveform, windows)
 
-    def encode(self, waveform: np.ndarray) -> torch.Tensor:
+    def encode(self, waveform: np.ndarray, windows: str = DEFAULT_WINDOW_SCHEME) -> torch.Tensor:
         """(num_samples,) float32 at 16 kHz → (L, n_layer + 1, d) on ``self.device`` in ``self.dtype``.
 
         ``L = num_feature_steps(num_samples)``; raises ``InputError`` for empty, too short, non-mono or
         non-finite audio. Holds all L steps at once (~23 MB per minute for tiny in float32); streaming callers
         use :meth:`features`, whose values are identical.
         """
-        return self.features(waveform).materialise()
+        return self.features(waveform, windows).materialise()
 
 
 class WhisperFeatures:
@@ -289,31 +407,40 @@ class WhisperFeatures:
     without holding it.
 
     Holds the waveform (not copied), the whole clip's log-mel maximum (computed at construction, one 30-s
-    window at a time) and the encoder outputs of the windows the latest read touched. Reading steps
-    (``features[indices]``, what :func:`latentsync.audio_features.audio_windows` does) runs the encoder on
-    the 30-s windows those steps lie in, in the same groups of ``windows_per_batch`` windows, on the same
-    normalised log-mel, as ``encode`` does: the same computations, so the same values (tested bit for bit on
-    CPU). Memory is bounded by the windows one read spans (two groups at most, for a video-frame range that
-    crosses a group boundary), whatever the clip's length.
+    stretch at a time), the clip's :class:`WindowPlan` and the encoder outputs of the windows the latest read
+    touched. Reading steps (``features[indices]``, what :func:`latentsync.audio_features.audio_windows` does)
+    runs the encoder on the windows those steps are read from, in the same groups of ``windows_per_batch``
+    consecutive windows, on the same normalised log-mel, as ``encode`` does: the same computations, so the same
+    values (tested bit for bit on CPU). Memory is bounded by the windows one read spans (two groups at most,
+    for a video-frame range that crosses a group boundary), whatever the clip's length.
 
     Behaves like the (L, n_layer + 1, d) tensor for ``shape``, ``ndim``, ``device``, ``dtype``, ``len`` and
     integer-tensor indexing along the steps.
     """
 
-    def __init__(self, encoder: WhisperAudioEncoder, waveform: np.ndarray) -> None:
+    def __init__(self, encoder: WhisperAudioEncoder, waveform: np.ndarray,
+                 windows: str = DEFAULT_WINDOW_SCHEME) -> None:  # fmt: skip
         self.encoder = encoder
         self._samples = torch.from_numpy(_check_waveform(waveform))  # (num_samples,) CPU, shares the memory
         num_samples = self._samples.shape[0]
         self.num_mel_frames = num_mel_frames(num_samples)
-        self.num_windows = -(-self.num_mel_frames // MEL_FRAMES_PER_WINDOW)
+        self.plan = plan_windows(self.num_mel_frames, windows)
+        self.num_windows = len(self.plan.windows)
         self.num_steps = num_feature_steps(num_samples)
+        assert self.plan.num_steps == self.num_steps
         self._windows_per_group = encoder.windows_per_batch  # encode()'s grouping: one encoder call each
-        self._steps_per_group = self._windows_per_group * (MEL_FRAMES_PER_WINDOW // ENCODER_STRIDE)
         with torch.inference_mode():
-            # The whole clip's maximum (un-normalised log10 units), the reference's normalisation constant.
-            window_maxima = [self._log10_mel(w).max() for w in range(self.num_windows)]
-            self.log_mel_max = torch.stack(window_maxima).max()  # 0-d float32 on the encoder's device
-        self._groups: dict[int, torch.Tensor] = {}  # group index -> (steps of its windows, n_layer + 1, d)
+            # The whole clip's maximum (un-normalised log10 units), the reference's normalisation constant,
+            # taken over 30-s stretches so that memory stays flat.
+            maxima = [self._log10_mel(first, min(MEL_FRAMES_PER_WINDOW, self.num_mel_frames - first)).max()
+                      for first in range(0, self.num_mel_frames, MEL_FRAMES_PER_WINDOW)]  # fmt: skip
+            self.log_mel_max = torch.stack(maxima).max()  # 0-d float32 on the encoder's device
+        self._groups: dict[int, list[torch.Tensor]] = {}  # group -> its windows' (1500, n_layer + 1, d)
+
+    @property
+    def windows(self) -> str:
+        """The window scheme, "seamless" or "reference"."""
+        return self.plan.scheme
 
     @property
     def shape(self) -> torch.Size:
@@ -336,16 +463,17 @@ class WhisperFeatures:
 
     @property
     def cached_windows(self) -> list[int]:
-        """The 30-s windows whose encoder outputs are held now (ascending)."""
-        per_group = self._windows_per_group
-        return [w for g in sorted(self._groups)
-                for w in range(g * per_group, min((g + 1) * per_group, self.num_windows))]
+        """The windows whose encoder outputs are held now (ascending)."""
+        return [w for g in sorted(self._groups) for w in self._group_windows(g)]
 
     def window_log_mel(self, window: int) -> torch.Tensor:
-        """The encoder input of 30-s window ``window``: (n_mels, 3000) float32, normalised with the clip's
-        maximum; the last window is zero-padded in normalised space (as the reference's ``pad_or_trim``)."""
+        """The encoder input of window ``window`` of the plan: (n_mels, 3000) float32, normalised with the
+        clip's maximum; a window shorter than 30 s is zero-padded in normalised space (the reference's
+        ``pad_or_trim``)."""
+        spec = self.plan.windows[window]
         with torch.inference_mode():
-            log_mel = normalise_log_mel(self._log10_mel(window), self.log_mel_max)
+            log10_mel = self._log10_mel(ENCODER_STRIDE * spec.start, spec.mel_frames)
+            log_mel = normalise_log_mel(log10_mel, self.log_mel_max)
             return nn.functional.pad(log_mel, (0, MEL_FRAMES_PER_WINDOW - log_mel.shape[1]))
 
     @torch.inference_mode()
@@ -359,39 +487,51 @@ class WhisperFeatures:
         lo, hi = int(steps.min()), int(steps.max())
         if lo < 0 or hi >= self.num_steps:
             raise IndexError(f"feature steps {lo}…{hi} are outside 0…{self.num_steps - 1}")
-        first, last = lo // self._steps_per_group, hi // self._steps_per_group
-        for group in [g for g in self._groups if not first <= g <= last]:
-            del self._groups[group]  # keep only what this read touches
-        for group in range(first, last + 1):
-            if group not in self._groups:
-                self._groups[group] = self._encode_group(group)
-        groups = [self._groups[g] for g in range(first, last + 1)]
-        block = groups[0] if len(groups) == 1 else torch.cat(groups)  # (steps of groups first…last, H, d)
-        return block[(steps - first * self._steps_per_group).to(block.device)]
+        block = self._read(lo, hi + 1, self._groups)  # (hi − lo + 1, H, d)
+        return block[(steps - lo).to(block.device)]
 
     @torch.inference_mode()
     def materialise(self) -> torch.Tensor:
         """All L steps as one tensor (L, n_layer + 1, d): what ``encode`` returns. Caches nothing."""
-        num_groups = -(-self.num_windows // self._windows_per_group)
-        result = torch.cat([self._encode_group(g) for g in range(num_groups)])
+        groups: dict[int, list[torch.Tensor]] = {}  # its own: each window encoded once, in order
+        result = torch.cat([self._read(s.start, s.end, groups) for s in self.plan.segments])
         assert result.shape == self.shape
         return result
 
-    def _log10_mel(self, window: int) -> torch.Tensor:
-        first = window * MEL_FRAMES_PER_WINDOW
-        count = min(self.num_mel_frames - first, MEL_FRAMES_PER_WINDOW)
+    def _read(self, first: int, stop: int, groups: dict[int, list[torch.Tensor]]) -> torch.Tensor:
+        """Steps ``first … stop − 1``: (stop − first, H, d). Encodes the groups of windows they are read from
+        into ``groups``, and drops the other groups held there."""
+        needed = {w // self._windows_per_group for w in self.plan.windows_for(first, stop)}
+        for group in [g for g in groups if g not in needed]:
+            del groups[group]  # keep only what this read touches
+        for group in sorted(needed - set(groups)):
+            groups[group] = self._encode_group(group)
+
+        def states(window: int) -> torch.Tensor:  # (1500, H, d) of a window of the plan
+            return groups[window // self._windows_per_group][window % self._windows_per_group]
+
+        parts = []
+        for segment in self.plan.segments_in(first, stop):
+            a, b = max(first, segment.start), min(stop, segment.end)
+            start = self.plan.windows[segment.window].start
+            part = states(segment.window)[a - start : b - start]  # (b − a, H, d)
+            if segment.fade_to is not None:
+                start = self.plan.windows[segment.fade_to].start
+                weight = segment.fade_weights(a, b).to(part.device, part.dtype)[:, None, None]  # (b − a, 1, 1)
+                part = torch.lerp(part, states(segment.fade_to)[a - start : b - start], weight)
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _log10_mel(self, first: int, count: int) -> torch.Tensor:
         return log10_mel_frames(self._samples, first, count, self.encoder.mel_filters, self.device)
 
-    def _encode_group(self, group: int) -> torch.Tensor:
-        """Windows ``group·B … group·B + B − 1`` (B = windows_per_batch) in one encoder call; per window only
-        the steps covered by real audio, ``floor(window_mel_frames / 2)``, are kept."""
+    def _group_windows(self, group: int) -> range:
         per_group = self._windows_per_group
-        windows = range(group * per_group, min((group + 1) * per_group, self.num_windows))
+        return range(group * per_group, min((group + 1) * per_group, self.num_windows))
+
+    def _encode_group(self, group: int) -> list[torch.Tensor]:
+        """Windows ``group·B … group·B + B − 1`` of the plan (B = windows_per_batch) in one encoder call:
+        one (1500, n_layer + 1, d) tensor each (steps past a window's real audio are never read)."""
         with torch.inference_mode():
-            mel = torch.stack([self.window_log_mel(w) for w in windows])  # (b, n_mels, 3000)
-            states = self.encoder.hidden_states(mel.to(self.dtype))  # (b, 1500, n_layer + 1, d)
-            kept = []
-            for window, window_states in zip(windows, states):
-                mel_frames = min(self.num_mel_frames - window * MEL_FRAMES_PER_WINDOW, MEL_FRAMES_PER_WINDOW)
-                kept.append(window_states[: mel_frames // ENCODER_STRIDE])
-            return torch.cat(kept)  # (steps, n_layer + 1, d)
+            mel = torch.stack([self.window_log_mel(w) for w in self._group_windows(group)])  # (b, n_mels, 3000)
+            return list(self.encoder.hidden_states(mel.to(self.dtype)))  # b x (1500, n_layer + 1, d)

@@ -329,7 +329,7 @@ class FeatureCache:
         else:
             self.load_encoder()
             with torch.no_grad():  # not inference_mode: the UNet's backward pass saves these tensors
-                features = self._encoder.encode(audio)
+                features = self._encoder.encode(audio, windows="reference")  # as the released models were trained
             self.computed += 1
             if file is not None:
                 file.parent.mkdir(parents=True, exist_ok=True)
