@@ -31,7 +31,7 @@ from latentsync.app_support import first_frame, mark_point, on_zero_gpu, random_
 from latentsync.app_support import stop_on_sigterm
 from latentsync import media
 from latentsync.media import H264_CRF
-from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
+from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_RESTORE_STRENGTH, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 EXAMPLES = [[str(ASSETS / "demo_video.mp4"), str(ASSETS / "demo_speech.wav")]]
@@ -43,6 +43,7 @@ STEPS_RANGE, SMOKE_STEPS_RANGE = (10, 50), (1, 50)
 GPU_CONCURRENCY = 1  # requests on the GPU at once per replica; the others wait in the queue
 QUEUE_SIZE = 32  # requests beyond this many waiting are turned away ("queue full") rather than stalled
 CACHE_CLEANUP = (3600, 3600)  # hourly, delete uploads and results older than an hour from gradio's cache
+RESTORE_STRENGTH_MIN, RESTORE_STRENGTH_STEP = 0.05, 0.05  # the slider's range starts above 0 (0 would be "off")
 CRF_RANGE = (0, 35)  # 0 lossless; beyond ~35 talking heads turn visibly blocky
 LENGTH_MODE_LABELS = {  # LipSyncOptions.length_mode -> the radio's words
     "pingpong": "Follow the audio: play the video back and forth",
@@ -77,7 +78,8 @@ slightly sharper, slower.
 CREDITS = """
 **Models and licences:** [LatentSync 1.5 / 1.6](https://huggingface.co/ByteDance/LatentSync-1.5) by
 ByteDance (Apache-2.0) · [Whisper](https://github.com/openai/whisper) tiny by OpenAI (MIT) ·
-[sd-vae-ft-mse](https://huggingface.co/stabilityai/sd-vae-ft-mse) by Stability AI (MIT). This app is an
+[sd-vae-ft-mse](https://huggingface.co/stabilityai/sd-vae-ft-mse) by Stability AI (MIT) · optional face
+restoration: [GFPGAN v1.4](https://github.com/TencentARC/GFPGAN) by Tencent ARC (Apache-2.0). This app is an
 independent re-implementation (Apache-2.0), not affiliated with ByteDance. Demo face: NASA portrait (public
 domain).
 """
@@ -175,6 +177,17 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                         *CRF_RANGE, value=H264_CRF, step=1, label="Output quality (H.264 CRF)",
                         info=f"Lower is better and larger; {H264_CRF} is visually lossless, 0 lossless.",
                     )  # fmt: skip
+                with gr.Accordion("Face restoration", open=False):
+                    restore = gr.Checkbox(
+                        False, label="Sharpen the mouth (GFPGAN v1.4 face restorer)", elem_id="restore",
+                        info="Restores the generated lower face only, with fixed noise so the lips do not "
+                             "flicker; eyes, hair and background keep their pixels. A little slower.",
+                    )  # fmt: skip
+                    restore_strength = gr.Slider(
+                        RESTORE_STRENGTH_MIN, 1.0, value=DEFAULT_RESTORE_STRENGTH, step=RESTORE_STRENGTH_STEP,
+                        label="Restoration strength", elem_id="restore-strength",
+                        info="How much of the restored face is blended in: 1 takes it wholly.",
+                    )  # fmt: skip
                 with gr.Accordion("Advanced settings", open=False):
                     version = gr.Radio(
                         list(VERSIONS), value=DEFAULT_VERSION, label="Model version",
@@ -232,6 +245,7 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
             guidance_scale: float = DEFAULT_GUIDANCE, seed: int = DEFAULT_SEED, randomize_seed: bool = False,
             score_sync: bool = False, speaker: str = LARGEST_FACE, length_mode: str = "pingpong",
             native_fps: bool = False, crf: int = H264_CRF, photo: str | None = None, faster: bool = True,
+            restore: bool = False, restore_strength: float = DEFAULT_RESTORE_STRENGTH,
             progress=gr.Progress(),  # noqa: B008 -- how gradio passes a tracker
         ):  # fmt: skip
             """Re-generate the mouth in a face video so that it matches the speech (LatentSync).
@@ -254,6 +268,9 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                 photo: a still image (PNG, JPEG, WebP) of a face, used when no video is given
                 faster: step caching as the official app (DeepCache, interval 3): about 2x faster, nearly the
                     same result (default true); false computes every step in full
+                restore: if true, sharpen the generated mouth with the GFPGAN v1.4 face restorer (fixed noise,
+                    no flicker; eyes, hair and background untouched); default false
+                restore_strength: how much of the restored face is blended in, above 0 to 1 (default 0.5)
             Returns:
                 the lip-synced MP4, a short text of what was done, the seed used
             """
@@ -262,7 +279,7 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                 video_seconds, audio_seconds = check_inputs(video, audio, settings.max_seconds)
                 used_seed = random_seed() if randomize_seed else seed
                 options = make_options(steps, guidance_scale, used_seed, score_sync, speaker, length_mode,
-                                       native_fps, crf, faster)  # fmt: skip
+                                       native_fps, crf, faster, restore, restore_strength)  # fmt: skip
                 video_fps = media.probe(video).fps or media.VIDEO_FPS
             with tempfile.TemporaryDirectory(prefix="latentsync-app-") as workdir:  # this request's own
                 job = LipSyncJob(
@@ -302,7 +319,7 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
 
         run.click(
             lipsync, inputs=[video_in, audio_in, version, steps, guidance, seed, randomize, score_sync, speaker,
-                             length_mode, native_fps, crf, photo_in, faster],
+                             length_mode, native_fps, crf, photo_in, faster, restore, restore_strength],
             outputs=[video_out, summary, seed], api_name="lipsync", concurrency_limit=GPU_CONCURRENCY,
             concurrency_id="gpu",
             # The seed box is an output too (it shows the seed used), but no progress bar or error badge there.
