@@ -36,7 +36,7 @@ from latentsync.app_support import SMOKE_FACE_BACKENDS, api_rules, check_api_val
 from latentsync.app_support import release_memory, stop_on_sigterm
 from latentsync import media
 from latentsync.media import H264_CRF
-from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
+from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_RESTORE_STRENGTH, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 EXAMPLES = [[str(ASSETS / "demo_video.mp4"), str(ASSETS / "demo_speech.wav")]]
@@ -48,6 +48,7 @@ STEPS_RANGE, SMOKE_STEPS_RANGE = (10, 50), (1, 50)
 GPU_CONCURRENCY = 1  # requests on the GPU at once per replica; the others wait in the queue
 QUEUE_SIZE = 32  # requests beyond this many waiting are turned away ("queue full") rather than stalled
 CACHE_CLEANUP = (3600, 3600)  # hourly, delete uploads and results older than an hour from gradio's cache
+RESTORE_STRENGTH_MIN, RESTORE_STRENGTH_STEP = 0.05, 0.05  # the slider's range starts above 0 (0 would be "off")
 CRF_RANGE = (0, 35)  # 0 lossless; beyond ~35 talking heads turn visibly blocky
 LENGTH_MODE_LABELS = {  # LipSyncOptions.length_mode -> the radio's words
     "pingpong": "Follow the audio: play the video back and forth",
@@ -97,7 +98,8 @@ slightly sharper, slower.
 CREDITS = """
 **Models and licences:** [LatentSync 1.5 / 1.6](https://huggingface.co/ByteDance/LatentSync-1.5) by
 ByteDance (Apache-2.0) · [Whisper](https://github.com/openai/whisper) tiny by OpenAI (MIT) ·
-[sd-vae-ft-mse](https://huggingface.co/stabilityai/sd-vae-ft-mse) by Stability AI (MIT). This app is an
+[sd-vae-ft-mse](https://huggingface.co/stabilityai/sd-vae-ft-mse) by Stability AI (MIT) · optional face
+restoration: [GFPGAN v1.4](https://github.com/TencentARC/GFPGAN) by Tencent ARC (Apache-2.0). This app is an
 independent re-implementation (Apache-2.0), not affiliated with ByteDance. Demo face: NASA portrait (public
 domain).
 """
@@ -246,6 +248,17 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                         *CRF_RANGE, value=H264_CRF, step=1, label="Output quality (H.264 CRF)",
                         info=f"Lower is better and larger; {H264_CRF} is visually lossless, 0 lossless.",
                     )  # fmt: skip
+                with gr.Accordion("Face restoration", open=False):
+                    restore = gr.Checkbox(
+                        False, label="Sharpen the mouth (GFPGAN v1.4 face restorer)", elem_id="restore",
+                        info="Restores the generated lower face only, with fixed noise so the lips do not "
+                             "flicker; eyes, hair and background keep their pixels. A little slower.",
+                    )  # fmt: skip
+                    restore_strength = gr.Slider(
+                        RESTORE_STRENGTH_MIN, 1.0, value=DEFAULT_RESTORE_STRENGTH, step=RESTORE_STRENGTH_STEP,
+                        label="Restoration strength", elem_id="restore-strength",
+                        info="How much of the restored face is blended in: 1 takes it wholly.",
+                    )  # fmt: skip
                 with gr.Accordion("Advanced settings", open=False):
                     version = gr.Radio(
                         list(VERSIONS), value=DEFAULT_VERSION, label="Model version",
@@ -310,7 +323,8 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
             guidance_scale: float = DEFAULT_GUIDANCE, seed: int = DEFAULT_SEED, randomize_seed: bool = False,
             score_sync: bool = False, speaker: str = LARGEST_FACE, length_mode: str = "pingpong",
             native_fps: bool = False, crf: int = H264_CRF, photo: str | None = None, faster: bool = True,
-            seamless_audio_windows: bool = True,
+            seamless_audio_windows: bool = True, restore: bool = False,
+            restore_strength: float = DEFAULT_RESTORE_STRENGTH,
             progress=gr.Progress(),  # noqa: B008 -- how gradio passes a tracker
         ):  # fmt: skip
             """Re-generate the mouth in a face video so that it matches the speech (LatentSync).
@@ -337,6 +351,9 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                 seamless_audio_windows: overlapping, cross-faded 30-s Whisper windows for speech longer than 30 s,
                     so the mouth does not change every 30 s (default true); false uses the official back-to-back
                     windows (up to 30 s both are the same)
+                restore: if true, sharpen the generated mouth with the GFPGAN v1.4 face restorer (fixed noise,
+                    no flicker; eyes, hair and background untouched); default false
+                restore_strength: how much of the restored face is blended in, above 0 to 1 (default 0.5)
             Returns:
                 the lip-synced MP4, a short text of what was done, the seed used
             """
@@ -345,7 +362,8 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                 video_seconds, audio_seconds = check_inputs(video, audio, settings.max_seconds)
                 used_seed = random_seed() if randomize_seed else seed
                 options = make_options(steps, guidance_scale, used_seed, score_sync, speaker, length_mode,
-                                       native_fps, crf, faster, seamless_audio_windows)  # fmt: skip
+                                       native_fps, crf, faster, seamless_audio_windows, restore,
+                                       restore_strength)  # fmt: skip
                 video_fps = media.probe(video).fps or media.VIDEO_FPS
             with tempfile.TemporaryDirectory(prefix="latentsync-app-") as workdir:  # this request's own
                 job = LipSyncJob(
@@ -387,7 +405,8 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
         demo.api_checks["lipsync"] = lambda values: check_api_values(API_PARAMETERS, values, rules)
         run.click(
             lipsync, inputs=[video_in, audio_in, version, steps, guidance, seed, randomize, score_sync, speaker,
-                             length_mode, native_fps, crf, photo_in, faster, seamless_audio],
+                             length_mode, native_fps, crf, photo_in, faster, seamless_audio, restore,
+                             restore_strength],
             outputs=[video_out, summary, seed], api_name="lipsync", concurrency_limit=GPU_CONCURRENCY,
             concurrency_id="gpu",
             # The seed box is an output too (it shows the seed used), but no progress bar or error badge there.

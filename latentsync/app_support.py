@@ -43,7 +43,7 @@ from latentsync.faces.detection import MIN_FACE_HEIGHT, MIN_FACE_WIDTH, REFERENC
 from latentsync.faces.detection import is_usable
 from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL
 from latentsync.input_checks import LARGEST_FACE, probe_face_input
-from latentsync.pipeline import FRAMES_PER_CALL, LipSyncOptions, LipSyncResult
+from latentsync.pipeline import DEFAULT_RESTORE_STRENGTH, FRAMES_PER_CALL, LipSyncOptions, LipSyncResult
 from latentsync.timeline import LENGTH_MODES
 
 if TYPE_CHECKING:
@@ -79,6 +79,10 @@ UNET_SECONDS_PER_FRAME_STEP = {"1.5": 0.002, "1.6": 0.008}  # one step of one fr
 VAE_SECONDS_PER_FRAME = {"1.5": 0.004, "1.6": 0.016}  # two encodes and one decode per frame
 FACE_SECONDS_PER_FRAME = 0.015  # decode, landmarks (on the GPU), warp and paste-back of one frame
 SYNC_SCORE_SECONDS_PER_FRAME = 0.01  # SyncNet crops and embeddings, done twice (input and output)
+# GFPGAN v1.4 at 512 px per output frame with a face: the network on the GPU plus the five-point warp, the region
+# mask and the blend back on the CPU. An estimate, not yet measured on a GPU (benchmarks/bench_restore.py
+# --device cuda gives the figure to put here).
+RESTORE_SECONDS_PER_FRAME = 0.03
 # A cached (DeepCache) step runs only the UNet's outermost blocks: about a tenth of a full step (speed helper's
 # estimate; the reference app's interval 3 at 20 steps = 7 full + 13 cached steps, ~2x faster overall).
 PARTIAL_STEP_COST = 0.1
@@ -135,9 +139,11 @@ def random_seed() -> int:
 def make_options(
     steps: float, guidance_scale: float, seed: float | None, score_sync: bool = False,
     speaker: str | None = LARGEST_FACE, length_mode: str = "pingpong", native_fps: bool = False,
-    crf: float = media.H264_CRF, faster: bool = True, seamless_audio_windows: bool = True,
+    crf: float = media.H264_CRF, faster: bool = True, seamless_audio_windows: bool = True, restore: bool = False,
+    restore_strength: float = DEFAULT_RESTORE_STRENGTH,
 ) -> LipSyncOptions:  # fmt: skip
-    """Options from the UI's values (sliders send floats), checked: a bad value raises :class:`InputError`."""
+    """Options from the UI's values (sliders send floats), checked: a bad value raises :class:`InputError`.
+    ``restore``: the face restorer on (with ``restore_strength``) or off."""
     if seed is None:
         raise InputError("Please enter a seed (a whole number) or tick 'Random seed'.")
     if crf is None or float(crf) != int(crf):
@@ -146,9 +152,18 @@ def make_options(
                              score_sync=bool(score_sync), speaker=(speaker or "").strip() or LARGEST_FACE,
                              length_mode=length_mode, native_fps=bool(native_fps), crf=int(crf),
                              cache_interval=REFERENCE_CACHE_INTERVAL if faster else 1,
-                             whisper_windows="seamless" if seamless_audio_windows else "reference")  # fmt: skip
+                             whisper_windows="seamless" if seamless_audio_windows else "reference",
+                             restore=_strength(restore_strength) if restore else 0.0)  # fmt: skip
     options.check()
     return options
+
+
+def _strength(value: float | None) -> float:
+    """The restorer's strength from the slider; on with 0 would silently do nothing, so it is refused."""
+    if value is None or not 0.0 < float(value) <= 1.0:
+        raise InputError(f"The face restoration strength must be above 0 and at most 1, got {value!r}; "
+                         "untick 'Face restoration' to turn it off.")  # fmt: skip
+    return float(value)
 
 
 # ------------------------------------------------------------------------------------------ input checks
@@ -209,6 +224,8 @@ def gpu_seconds(version: str, video_seconds: float, audio_seconds: float, option
     work += frames_out * VAE_SECONDS_PER_FRAME[version] + face_frames * FACE_SECONDS_PER_FRAME
     if options.score_sync:
         work += 2 * frames_out * SYNC_SCORE_SECONDS_PER_FRAME
+    if options.restore:
+        work += media.frames_for_duration(audio_seconds, face_fps) * RESTORE_SECONDS_PER_FRAME
     estimate = GPU_STARTUP_SECONDS + ESTIMATE_MARGIN * work
     return int(min(max(math.ceil(estimate), GPU_SECONDS_MIN), GPU_SECONDS_MAX))
 
@@ -388,6 +405,8 @@ def _extra_settings(options: LipSyncOptions) -> str:
         parts.append("step caching off")
     if options.whisper_windows != default.whisper_windows:
         parts.append(f"{options.whisper_windows} audio windows")
+    if options.restore:
+        parts.append(f"face restoration (strength {options.restore:g})")
     return "".join(f", {part}" for part in parts)
 
 

@@ -13,6 +13,7 @@ Local directory layout (the official ``checkpoints/`` folder plus the VAE)::
     vae/diffusion_pytorch_model.safetensors
     auxiliary/2DFAN4-cd938726ad.zip, auxiliary/s3fd-619a316812.pth   # face-alignment landmarks + detector
     auxiliary/syncnet_v2.model    # only for sync scores
+    auxiliary/GFPGANv1.4.pth      # only for face restoration (a GitHub release file, see RELEASE_FILES)
     latentsync_config.json        # optional: overrides for this directory (see LocalSettings)
 
 The face-alignment weights have a second source: face-alignment's own download cache
@@ -120,6 +121,110 @@ def resolve_auxiliary(name: str, checkpoints_dir: str | os.PathLike | None = Non
     if revision is not None:
         hub_file = replace(hub_file, revision=str(revision))
     return fetch([hub_file], local_checkpoints_dir(checkpoints_dir))[0]
+
+
+@dataclass(frozen=True)
+class ReleaseFile:
+    """A weight file published outside the Hub (a GitHub release), fetched once and checked against its SHA-256."""
+
+    local_path: str  # where it sits in a local checkpoints directory, and in the download cache
+    urls: tuple[str, ...]  # tried in order
+    sha256: str
+    approx_mib: int  # for messages only
+
+
+# GFPGAN v1.4 (TencentARC, Apache-2.0): the optional face restorer (LipSyncOptions.restore). Its release assets:
+# the project README links v1.3.0; the same file is also attached to v1.3.4.
+RELEASE_FILES: dict[str, ReleaseFile] = {
+    "gfpgan_v1.4": ReleaseFile(
+        "auxiliary/GFPGANv1.4.pth",
+        (
+            "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
+            "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/GFPGANv1.4.pth",
+        ),
+        "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
+        333,
+    ),
+}
+RELEASE_CACHE_SUBDIR = ("latentsync", "releases")  # under the Hugging Face cache folder ($HF_HOME)
+DOWNLOAD_CHUNK = 1 << 20
+
+
+def release_cache_dir() -> Path:
+    """Where release files are downloaded: ``$HF_HOME/latentsync/releases`` (default ``~/.cache/huggingface``)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME).joinpath(*RELEASE_CACHE_SUBDIR)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(DOWNLOAD_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download_checked(spec: ReleaseFile, target: Path) -> None:
+    """Download ``spec`` to ``target`` atomically (a temporary file beside it, renamed once its SHA-256 matches)."""
+    import tempfile
+    import urllib.request
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for url in spec.urls:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                for chunk in iter(lambda: response.read(DOWNLOAD_CHUNK), b""):
+                    out.write(chunk)
+            digest = _sha256(tmp)
+            if digest != spec.sha256:
+                errors.append(f"{url}: SHA-256 {digest} instead of {spec.sha256}")
+                continue
+            os.replace(tmp, target)
+            return
+        except OSError as err:  # URLError, HTTPError, timeouts, disk full
+            errors.append(f"{url}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise CheckpointError(
+        f"could not download {Path(spec.local_path).name} (about {spec.approx_mib} MiB):\n  " + "\n  ".join(errors)
+        + f"\nDownload it while online (or by hand from {spec.urls[0]}) to {target}, or put it at "
+        f"<checkpoints>/{spec.local_path} and point {CHECKPOINTS_ENV} / --checkpoints there."
+    )
+
+
+def resolve_release_file(name: str, checkpoints_dir: str | os.PathLike | None = None) -> Path:
+    """Local path of the release file ``name`` (see :data:`RELEASE_FILES`): from a local checkpoints directory
+    (argument or ``LATENTSYNC_CHECKPOINTS``, at ``local_path``), else from the download cache
+    (:func:`release_cache_dir`), else downloaded there once from its release URL with a SHA-256 check. With
+    ``HF_HUB_OFFLINE`` set nothing is downloaded. An unknown name raises with the available ones."""
+    try:
+        spec = RELEASE_FILES[str(name)]
+    except KeyError:
+        raise ValueError(f"unknown release file {name!r}; available: {', '.join(RELEASE_FILES)}") from None
+    root = local_checkpoints_dir(checkpoints_dir)
+    if root is not None:
+        path = root / spec.local_path
+        if not path.is_file():
+            raise CheckpointError(f"missing model file {path}\n  (download it from {spec.urls[0]})")
+        return path
+    target = release_cache_dir() / spec.local_path
+    if target.is_file():
+        return target
+    import huggingface_hub
+
+    if huggingface_hub.is_offline_mode():
+        raise CheckpointError(
+            f"HF_HUB_OFFLINE is set and {target} is not there yet: download {spec.urls[0]} to it while online, or put "
+            f"it at <checkpoints>/{spec.local_path} and point {CHECKPOINTS_ENV} / --checkpoints there."
+        )
+    _download_checked(spec, target)
+    return target
 
 
 def get_version(name: str) -> VersionSpec:

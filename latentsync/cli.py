@@ -29,7 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     from latentsync.checkpoints import CHECKPOINTS_ENV, VERSIONS
     from latentsync.media import H264_CRF, MAX_CRF
     from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL
-    from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
+    from latentsync.pipeline import (
+        DEFAULT_GUIDANCE,
+        DEFAULT_RESTORE_STRENGTH,
+        DEFAULT_SEED,
+        DEFAULT_STEPS,
+        LARGEST_FACE,
+    )
     from latentsync.timeline import LENGTH_MODES
     from latentsync.track_cache import CACHE_DIR_ENV, CACHE_MAX_MB_ENV
 
@@ -85,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="encode speech longer than 30 s in the official code's back-to-back 30-s Whisper "
                              "windows (the mouth may change at every 30 s) instead of overlapping, cross-faded "
                              "ones; for comparisons with the reference (up to 30 s both are the same)")
+    parser.add_argument("--restore", type=float, nargs="?", const=DEFAULT_RESTORE_STRENGTH, default=0.0,
+                        metavar="STRENGTH",
+                        help="sharpen the generated mouth with the GFPGAN v1.4 face restorer (fixed noise: no flicker), "
+                             f"blended in with STRENGTH from 0 to 1 (default {DEFAULT_RESTORE_STRENGTH} when given "
+                             "without a value; only the generated lower face changes); downloads GFPGANv1.4.pth "
+                             "(~333 MiB) once unless --checkpoints holds auxiliary/GFPGANv1.4.pth")
     parser.add_argument("--compile", action="store_true",
                         help="compile the UNet with torch.compile: the first windows take minutes to compile, later "
                              "ones run faster; speeds up --cache-interval 1 runs (step caching calls the UNet's "
@@ -135,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                                  speaker=args.speaker, length_mode=args.length_mode, native_fps=args.native_fps,
                                  crf=args.crf, face_cache=not args.no_face_cache,
                                  cache_interval=args.cache_interval, overlap=not args.no_overlap,
-                                 low_memory=args.low_memory, whisper_windows=whisper_windows)  # fmt: skip
+                                 low_memory=args.low_memory, whisper_windows=whisper_windows,
+                                 restore=args.restore)  # fmt: skip
         options.check()
         check_files_exist(args, "video", "audio")
         media.check_output_path(args.output, inputs=(args.video, args.audio))
@@ -143,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         dtype = parse_dtype(args.dtype, device)
         info = probe_inputs(args.video, args.audio)
         speaker_point(options.speaker, info.width, info.height)  # a point outside the frame: before the models
+        if options.restore:  # the restorer's weights (a download on first use): before the models too
+            from latentsync.checkpoints import resolve_release_file
+
+            resolve_release_file("gfpgan_v1.4", args.checkpoints)
         # 2. Load and run.
         pipeline = load_pipeline(args.version, device=device, dtype=dtype, checkpoints_dir=args.checkpoints,
                                  compile=args.compile)  # fmt: skip

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +31,7 @@ class GeneratedWindow:
     keep: np.ndarray  # (n,) bool
     faces: torch.Tensor | None
     matrices: np.ndarray  # (k, 2, 3)
+    landmarks: np.ndarray | None = None  # (k, 68, 2) of the frames with a face (for the optional face restorer)
 
 
 @torch.inference_mode()  # (grad mode is per thread: with overlap on, this runs on a worker thread)
@@ -40,6 +41,27 @@ def paste_window(window: GeneratedWindow) -> np.ndarray:
     if window.faces is not None:
         out[window.keep] = paste_back(window.frames[window.keep], window.faces, window.matrices)
     return out
+
+
+def restore_frames(frames: np.ndarray, keep: np.ndarray, landmarks: np.ndarray, matrices: np.ndarray,
+                   restore: Callable[..., np.ndarray]) -> np.ndarray:  # fmt: skip
+    """``frames`` (n, H, W, 3) after paste-back with the ``keep`` ones (k of them, with ``landmarks`` (k, 68, 2) and
+    alignments ``matrices`` (k, 2, 3)) restored by ``restore`` (the pipeline's face restorer with its region and
+    strength bound); the others untouched."""
+    if not keep.any():
+        return frames
+    out = frames.copy()
+    out[keep] = restore(frames[keep], landmarks, matrices)
+    return out
+
+
+def paste_and_restore(window: GeneratedWindow, paste: Callable[[GeneratedWindow], np.ndarray],
+                      restore: Callable[..., np.ndarray]) -> np.ndarray:  # fmt: skip
+    """:func:`paste_window` (as ``paste``), then the face restorer on the frames that got a generated face."""
+    out = paste(window)
+    if window.faces is None:
+        return out
+    return restore_frames(out, window.keep, window.landmarks, window.matrices, restore)
 
 
 def numbered(batches: Iterator[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -34,6 +35,7 @@ def load_pipeline(
     step caching calls the UNet's blocks itself. A device where Inductor cannot run raises InputError.
     """
     from latentsync.faces import load_landmark_backend
+    from latentsync.faces.restore import LazyRestorer
     from latentsync.models.unet_checkpoint import load_unet_checkpoint
     from latentsync.models.unet_config import UNetConfig
     from latentsync.models.vae import LatentVae
@@ -68,4 +70,16 @@ def load_pipeline(
         dtype=dtype,
         version=version,
         sync_scorer=SyncScorer.from_checkpoint(syncnet_path, device) if syncnet_path else None,
+        face_restorer=LazyRestorer(functools.partial(load_face_restorer, checkpoints_dir, device)),
     )
+
+
+def load_face_restorer(checkpoints_dir: str | os.PathLike | None = None, device: str | torch.device = "cpu"):
+    """The face restorer (GFPGAN v1.4, :class:`~latentsync.faces.restore.FaceRestorer`) from ``auxiliary/GFPGANv1.4.pth``
+    of ``checkpoints_dir`` (or ``$LATENTSYNC_CHECKPOINTS``), else the download cache, else its release URL (once,
+    SHA-256 checked). It runs in float32 whatever the pipeline's dtype."""
+    from latentsync.checkpoints import resolve_release_file
+    from latentsync.faces.restore import FaceRestorer
+    from latentsync.models.gfpgan import load_gfpgan
+
+    return FaceRestorer(load_gfpgan(resolve_release_file("gfpgan_v1.4", checkpoints_dir), device=device))

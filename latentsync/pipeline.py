@@ -24,6 +24,7 @@ file's own track re-encoded to AAC at its own sample rate and channels (not the 
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 import time
@@ -41,8 +42,16 @@ from latentsync.errors import InputError
 from latentsync.face_pass import DECODE_CHUNK
 from latentsync.faces import anchor_points, estimate_affines, latent_mask, mouth_mask, warp_faces
 from latentsync.faces.detection import MIN_FACE_HEIGHT, MIN_FACE_WIDTH
+from latentsync.faces.restore import DEFAULT_STRENGTH as DEFAULT_RESTORE_STRENGTH  # noqa: F401 -- for CLI, app
 from latentsync.frame_sources import StillFrames, VideoFrames, batched
-from latentsync.generation_windows import GeneratedWindow, PreparedFaces, numbered, paste_window
+from latentsync.generation_windows import (
+    GeneratedWindow,
+    PreparedFaces,
+    numbered,
+    paste_and_restore,
+    paste_window,
+    restore_frames,
+)
 from latentsync.input_checks import LARGEST_FACE, parse_speaker, probe_inputs, speaker_point
 from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL, CachedUNet
 from latentsync.models.low_memory import SequentialGuidance
@@ -108,6 +117,10 @@ class LipSyncOptions:
     # features do not jump every 30 s) or "reference" (the official back-to-back windows, for comparisons). Up to
     # 30 s both are the same, bit for bit (latentsync.models.whisper.plan_windows).
     whisper_windows: str = DEFAULT_WINDOW_SCHEME
+    # Face restoration (GFPGAN v1.4) after paste-back, inside the generated lower face only: 0 is off, otherwise the
+    # strength from 0 to 1 (DEFAULT_RESTORE_STRENGTH = 0.5 keeps half of the lip-sync output; 1 takes the restored
+    # face wholly). Fixed noise, so it adds no flicker. Needs GFPGANv1.4.pth (downloaded once, ~333 MiB).
+    restore: float = 0.0
 
     def check(self) -> None:
         if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
@@ -129,6 +142,11 @@ class LipSyncOptions:
         if self.whisper_windows not in WINDOW_SCHEMES:
             raise InputError(
                 f"whisper_windows must be one of {', '.join(WINDOW_SCHEMES)}, got {self.whisper_windows!r}"
+            )
+        if isinstance(self.restore, bool) or not isinstance(self.restore, (int, float)) \
+                or not 0.0 <= self.restore <= 1.0:  # fmt: skip
+            raise InputError(
+                f"restore must be a number from 0 (off) to 1 (the face restorer's strength), got {self.restore!r}"
             )
         for name in ("score_sync", "score_input", "native_fps", "face_cache", "overlap", "low_memory"):
             if not isinstance(getattr(self, name), bool):
@@ -207,7 +225,7 @@ class LipSyncPipeline:
     """Models, face backend and settings, loaded once; call it per request (it mutates nothing shared)."""
 
     def __init__(self, *, unet, audio_encoder, vae, face_backend, resolution: int, device: torch.device,
-                 dtype: torch.dtype, version: str = "1.5", sync_scorer=None):  # fmt: skip
+                 dtype: torch.dtype, version: str = "1.5", sync_scorer=None, face_restorer=None):  # fmt: skip
         if audio_encoder.feature_dim != unet.config.cross_attention_dim:
             raise ValueError(
                 f"the Whisper encoder gives {audio_encoder.feature_dim}-d features but the UNet attends to "
@@ -215,6 +233,8 @@ class LipSyncPipeline:
             )
         self.unet, self.audio_encoder, self.vae, self.face_backend = unet, audio_encoder, vae, face_backend
         self.sync_scorer = sync_scorer  # optional SyncScorer for LipSyncOptions.score_sync
+        # optional for LipSyncOptions.restore: a FaceRestorer, or a LazyRestorer that loads one on first use
+        self.face_restorer = face_restorer
         self.resolution, self.device, self.dtype, self.version = resolution, torch.device(device), dtype, version
         self.pixel_mask = torch.from_numpy(mouth_mask(resolution)).to(self.device, dtype)  # (res, res), 1 = keep
         self.latent_mask = torch.from_numpy(latent_mask(resolution)).to(self.device, dtype)  # (res/8, res/8)
@@ -231,6 +251,7 @@ class LipSyncPipeline:
         options.check()
         if options.score_sync and self.sync_scorer is None:
             raise ValueError("score_sync needs the SyncNet: load the pipeline with load_pipeline(..., sync_scores=True)")
+        restore = self._restore_step(options)  # loads the restorer now: a missing file fails before any work
         info = probe_inputs(video, audio)
         photo = info.still_image
         if photo and options.length_mode == "video":
@@ -285,15 +306,19 @@ class LipSyncPipeline:
             if fps == media.VIDEO_FPS:
                 frames = batched(source.frames(plan.schedule), FRAMES_PER_CALL)
                 generated = self._generate(frames, plan.schedule, track.valid, matrices, features, options, progress,
-                                           timer)  # fmt: skip
+                                           timer, track.landmarks)  # fmt: skip
             else:
                 generated = self._generate_native(source, plan, track.valid, matrices, features, options, progress)
+                if restore is not None:
+                    generated = _restored_native(generated, plan.schedule, track, matrices, restore)
+            paste = _paste_window if restore is None else functools.partial(
+                paste_and_restore, paste=_paste_window, restore=restore)  # fmt: skip
             with media.VideoWriter(output, width=info.width, height=info.height, fps=fps, audio=audio,
                                    crf=options.crf, audio_seconds=plan.audio_seconds,
                                    create_folders=True) as writer:  # fmt: skip
                 if fps == media.VIDEO_FPS and options.overlap:
                     # Paste-back and encoding drain the denoiser on worker threads, in order (bounded queues).
-                    stages = [overlap.Stage("paste", _paste_window), overlap.Stage("encode", writer.write)]
+                    stages = [overlap.Stage("paste", paste), overlap.Stage("encode", writer.write)]
                     with overlap.drained(stages, timer=timer) as sink:
                         for window in generated:
                             sink.put(window)
@@ -301,7 +326,7 @@ class LipSyncPipeline:
                     for window in generated:
                         if isinstance(window, GeneratedWindow):
                             with timer.measure("paste"):
-                                window = _paste_window(window)
+                                window = paste(window)
                         with timer.measure("encode"):
                             writer.write(window)
             # 6. Optionally, how well the mouth follows the new audio, before and after (on the 25 fps timeline).
@@ -347,8 +372,8 @@ class LipSyncPipeline:
 
     def _generate(self, batches: Iterator[np.ndarray], schedule: np.ndarray, valid: np.ndarray,
                   matrices: np.ndarray, features: torch.Tensor, options: LipSyncOptions,
-                  progress: ProgressCallback, timer: overlap.StageTimes | None = None
-                  ) -> Iterator[GeneratedWindow]:  # fmt: skip
+                  progress: ProgressCallback, timer: overlap.StageTimes | None = None,
+                  landmarks: np.ndarray | None = None) -> Iterator[GeneratedWindow]:  # fmt: skip
         """Windows at 25 fps, ready to paste back (:func:`_paste_window`): each model frame's own face with its
         mouth re-generated.
 
@@ -383,7 +408,8 @@ class LipSyncPipeline:
                     audio = audio_windows(features, start, len(frames))[torch.from_numpy(keep).to(features.device)]
                     with timer.measure("denoise"):
                         faces = self._denoise_faces(prepared, audio, noise, options, denoiser)
-                yield GeneratedWindow(frames, keep, faces, matrices[sources[keep]])
+                yield GeneratedWindow(frames, keep, faces, matrices[sources[keep]],
+                                      None if landmarks is None else landmarks[sources[keep]])  # fmt: skip
         finally:
             close = getattr(prepared_windows, "close", None)
             if close is not None:  # stop and join the worker thread when the consumer stops early
@@ -414,6 +440,18 @@ class LipSyncPipeline:
             denoiser = self._denoiser(options)
         prepared = self._prepare_faces(frames, matrices, generator, _vae_batch(options))
         return self._denoise_faces(prepared, audio, noise, options, denoiser)
+
+    def _restore_step(self, options: LipSyncOptions) -> Callable[..., np.ndarray] | None:
+        """The face restorer bound to this pipeline's generated region and ``options.restore`` (None when off):
+        (frames, landmarks, alignments) -> restored frames. Loads the restorer on first use."""
+        if not options.restore:
+            return None
+        if self.face_restorer is None:
+            raise ValueError("restore needs the face restorer: load the pipeline with load_pipeline(...), which "
+                             "provides it, or pass face_restorer= to LipSyncPipeline")  # fmt: skip
+        restorer = self.face_restorer.get() if hasattr(self.face_restorer, "get") else self.face_restorer
+        generated = 1.0 - self.pixel_mask.float().cpu().numpy()  # (res, res), 1 where the model generates
+        return functools.partial(restorer, generated=generated, strength=float(options.restore))
 
     def _denoiser(self, options: LipSyncOptions) -> CachedUNet | SequentialGuidance:
         """The UNet as the denoising loop calls it: with step caching (interval 1 passes straight through) and, for
@@ -467,6 +505,17 @@ class LipSyncPipeline:
         # Not clamped here: the reference resizes the face to the crop size first and clamps after the inverse
         # warp (README §4.10), which paste_back does; clamping first moves pixels where the VAE overshoots.
         return (decoded * (1 - keep) + pixels * keep).float()
+
+
+def _restored_native(frames: Iterator[np.ndarray], schedule: np.ndarray, track, matrices: np.ndarray,
+                     restore: Callable[..., np.ndarray]) -> Iterator[np.ndarray]:  # fmt: skip
+    """Native-rate output batches (in ``schedule`` order) with the face restorer applied to the frames with a face."""
+    start = 0
+    for batch in frames:
+        sources = schedule[start : start + len(batch)]
+        keep = track.valid[sources]
+        yield restore_frames(batch, keep, track.landmarks[sources[keep]], matrices[sources[keep]], restore)
+        start += len(batch)
 
 
 def _vae_batch(options: LipSyncOptions) -> int | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from latentsync.checkpoints import LOCAL_CONFIG_NAME, get_version
+from latentsync.checkpoints import LOCAL_CONFIG_NAME, RELEASE_FILES, get_version
 
 TINY_RESOLUTION = 256  # the real 1.5 face geometry (210x280 crop, 32x32 latents) with tiny networks
 TINY_FACE_BACKEND = "dlib"  # the default; write_tiny_checkpoints(face_alignment=True) uses the production backend
@@ -102,6 +102,17 @@ def write_random_face_alignment(directory: str | Path, seed: int = 0) -> tuple[P
     return detector_path, fan_path
 
 
+def write_random_gfpgan(path: str | Path, seed: int = 0, config=None) -> Path:
+    """A GFPGAN restorer with random weights in ``GFPGANv1.4.pth``'s format (``{"params_ema": state_dict}``), by
+    default the tiny one (:func:`latentsync.models.gfpgan.tiny_gfpgan_config`, 64 px, ~0.1 MB)."""
+    from latentsync.models.gfpgan import STATE_DICT_KEY, random_gfpgan_state_dict, tiny_gfpgan_config
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({STATE_DICT_KEY: random_gfpgan_state_dict(config or tiny_gfpgan_config(), seed)}, path)
+    return path
+
+
 def write_tiny_checkpoints(directory: str | Path, seed: int = 0, version: str = "1.5",
                            face_alignment: bool = False) -> Path:  # fmt: skip
     """Write a complete tiny checkpoint directory for ``version``'s layout; returns the directory.
@@ -132,6 +143,7 @@ def write_tiny_checkpoints(directory: str | Path, seed: int = 0, version: str = 
     write_random_whisper_checkpoint(directory / spec.whisper.local_path, dims, seed=seed + 1)
     save_random_tiny_vae(directory / Path(spec.vae[0].local_path).parent, seed=seed + 2)
     write_random_syncnet_v2(directory / spec.syncnet_v2.local_path, seed=seed + 3)
+    write_random_gfpgan(directory / RELEASE_FILES["gfpgan_v1.4"].local_path, seed=seed + 5)
     face_backend = TINY_FACE_BACKEND
     if face_alignment:
         aux_dir = (directory / spec.face_alignment[0].local_path).parent
