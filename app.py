@@ -31,7 +31,7 @@ from latentsync.app_support import first_frame, mark_point, on_zero_gpu, random_
 from latentsync.app_support import stop_on_sigterm
 from latentsync import media
 from latentsync.media import H264_CRF
-from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
+from latentsync.inference.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 EXAMPLES = [[str(ASSETS / "demo_video.mp4"), str(ASSETS / "demo_speech.wav")]]

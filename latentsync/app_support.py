@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from latentsync import media
 from latentsync.errors import CheckpointError, InputError
 from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL
-from latentsync.input_checks import LARGEST_FACE, probe_face_input
-from latentsync.pipeline import FRAMES_PER_CALL, LipSyncOptions, LipSyncResult
+from latentsync.inference.input_checks import LARGEST_FACE, probe_face_input
+from latentsync.inference.pipeline import FRAMES_PER_CALL, LipSyncOptions, LipSyncResult
 
 if TYPE_CHECKING:
     import numpy as np
