@@ -36,7 +36,7 @@ from latentsync.app_support import SMOKE_FACE_BACKENDS, api_rules, check_api_val
 from latentsync.app_support import release_memory, stop_on_sigterm
 from latentsync import media
 from latentsync.media import H264_CRF
-from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_RESTORE_STRENGTH, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
+from latentsync.inference.pipeline import DEFAULT_GUIDANCE, DEFAULT_RESTORE_STRENGTH, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 EXAMPLES = [[str(ASSETS / "demo_video.mp4"), str(ASSETS / "demo_speech.wav")]]

@@ -25,7 +25,7 @@ Usage (from the repository root)::
 
 Variants (``--variants``, default all three): ``plain``; ``low-memory`` (the two guidance halves one after the
 other, :class:`~latentsync.models.low_memory.SequentialGuidance`, and the VAE one frame per call); ``compiled``
-(:func:`~latentsync.compile.compile_unet`; its warm-up call, which compiles, is timed as ``warmup_s``). Each
+(:func:`~latentsync.inference.compile.compile_unet`; its warm-up call, which compiles, is timed as ``warmup_s``). Each
 variant uses the pipeline's own option when the pipeline has it (``LipSyncOptions.low_memory``,
 ``load_pipeline(..., compile=True)``) and otherwise wraps the loaded pipeline's UNet / VAE itself (then with
 step caching off, ``cache_interval=1``, where that option exists, since a cached UNet needs the bare UNet).
@@ -58,7 +58,7 @@ if str(REPO_ROOT) not in sys.path:  # a script in benchmarks/: import the packag
 from bench_pipeline import MIB, machine, stage_times, write_inputs  # noqa: E402  (this folder is on sys.path)
 
 from latentsync.checkpoints import LOCAL_CONFIG_NAME, get_version  # noqa: E402
-from latentsync.pipeline import (  # noqa: E402
+from latentsync.inference.pipeline import (  # noqa: E402
     DEFAULT_GUIDANCE,
     DEFAULT_STEPS,
     FRAMES_PER_CALL,
@@ -109,7 +109,7 @@ SD_VAE_FT_MSE_CONFIG = {
 # parameters (without the 40 pos_encoder.pe buffers) and state_dict entries of the official UNet.
 REFERENCE_UNET_PARAMS = 1_267_099_844
 REFERENCE_UNET_ENTRIES = 1246
-AUDIO_TOKENS = 50  # per frame: 10 Whisper steps x 5 hidden states (latentsync.audio_features)
+AUDIO_TOKENS = 50  # per frame: 10 Whisper steps x 5 hidden states (latentsync.inference.audio_features)
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -224,7 +224,7 @@ def dry_run(args: argparse.Namespace) -> int:
 
 
 def _options_field(name: str) -> bool:
-    from latentsync.pipeline import LipSyncOptions
+    from latentsync.inference.pipeline import LipSyncOptions
 
     return name in LipSyncOptions.__dataclass_fields__
 
@@ -234,7 +234,7 @@ def load_variant(version: str, variant: str, checkpoints: Path) -> tuple[object,
     import inspect
 
     from latentsync import load_pipeline
-    from latentsync.compile import compile_unet
+    from latentsync.inference.compile import compile_unet
     from latentsync.models.low_memory import SequentialGuidance
     from latentsync.models.vae import LOW_MEMORY_VAE_BATCH_SIZE
 
@@ -260,7 +260,7 @@ def load_variant(version: str, variant: str, checkpoints: Path) -> tuple[object,
 def run_version(version: str, checkpoints: Path, clips: dict, workdir: Path, args: argparse.Namespace,
                 variant: str = "plain") -> dict:  # fmt: skip
     """Load ``version``, warm it up, lip-sync the measured clip: times per stage and that call's peak VRAM."""
-    from latentsync.pipeline import LipSyncOptions
+    from latentsync.inference.pipeline import LipSyncOptions
 
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()

@@ -174,7 +174,7 @@ def run_child(args: argparse.Namespace) -> None:
     import torch
 
     from latentsync import load_pipeline
-    from latentsync.pipeline import LipSyncOptions
+    from latentsync.inference.pipeline import LipSyncOptions
 
     with TreeRssSampler() as sampler:
         rss_start = sampler.rss()

@@ -41,7 +41,7 @@ def demo_inputs(frames: int, scale: int):
     import numpy as np
 
     from latentsync import media
-    from latentsync.face_pass import track_photo
+    from latentsync.inference.face_pass import track_photo
     from latentsync.faces import anchor_points, estimate_affines, load_landmark_backend
 
     frame = media.read_video_frames(DEMO_VIDEO, max_frames=1)[0]
@@ -60,7 +60,7 @@ def measure(name: str, device: str, frames, landmarks, matrices) -> dict:
     from latentsync.checkpoints import RELEASE_FILES
     from latentsync.faces import mouth_mask
     from latentsync.faces.restore import RESTORE_BATCH
-    from latentsync.loading import load_face_restorer
+    from latentsync.inference.loading import load_face_restorer
     from latentsync.models.gfpgan import GFPGANConfig, tiny_gfpgan_config
     from latentsync.tiny import write_random_gfpgan
 

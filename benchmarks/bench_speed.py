@@ -145,7 +145,7 @@ OFF_VALUES = {"cache_interval": 1, "overlap": False, "compile": False}
 
 def available_overrides(overrides: dict) -> tuple[dict, list[str]]:
     """(the overrides LipSyncOptions has, the names it lacks that the variant needs switched on)."""
-    from latentsync.pipeline import LipSyncOptions
+    from latentsync.inference.pipeline import LipSyncOptions
 
     fields = {f.name for f in dataclasses.fields(LipSyncOptions)}
     missing = sorted(k for k, v in overrides.items() if k not in fields and OFF_VALUES.get(k) != v)
@@ -157,7 +157,7 @@ def run_variant(args: argparse.Namespace) -> None:
     import torch
 
     from latentsync import load_pipeline
-    from latentsync.pipeline import LipSyncOptions
+    from latentsync.inference.pipeline import LipSyncOptions
 
     overrides = json.loads(args.overrides)
     cuda = torch.cuda.is_available()
@@ -170,7 +170,7 @@ def run_variant(args: argparse.Namespace) -> None:
     report = {"frames": result.num_frames, "seconds": result.seconds,
               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "peak_vram_mib": torch.cuda.max_memory_allocated() / MIB if cuda else None,
-              # busy seconds per stage of the overlapped path (latentsync.overlap.StageTimes.busy), if any
+              # busy seconds per stage of the overlapped path (latentsync.inference.overlap.StageTimes.busy), if any
               "stage_busy": getattr(result, "stage_busy", None)}
     Path(args.report).write_text(json.dumps(report))
 

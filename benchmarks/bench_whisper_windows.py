@@ -34,7 +34,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from latentsync.audio_features import audio_windows, num_video_frames
+from latentsync.inference.audio_features import audio_windows, num_video_frames
 from latentsync.media import SAMPLE_RATE, load_audio
 from latentsync.models.whisper import (
     WINDOW_SCHEMES,

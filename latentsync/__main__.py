@@ -1,5 +1,5 @@
 import sys
 
-from latentsync.cli import main
+from latentsync.inference.cli import main
 
 sys.exit(main())

@@ -42,9 +42,9 @@ from latentsync.faces.batch_detection import detect_frames
 from latentsync.faces.detection import MIN_FACE_HEIGHT, MIN_FACE_WIDTH, REFERENCE_MIN_SCORE, SMALL_FACE_MIN_SIZE
 from latentsync.faces.detection import is_usable
 from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL
-from latentsync.input_checks import LARGEST_FACE, probe_face_input
-from latentsync.pipeline import DEFAULT_RESTORE_STRENGTH, FRAMES_PER_CALL, LipSyncOptions, LipSyncResult
-from latentsync.timeline import LENGTH_MODES
+from latentsync.inference.input_checks import LARGEST_FACE, probe_face_input
+from latentsync.inference.pipeline import DEFAULT_RESTORE_STRENGTH, FRAMES_PER_CALL, LipSyncOptions, LipSyncResult
+from latentsync.inference.timeline import LENGTH_MODES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -654,6 +654,9 @@ def api_rules(steps_range: tuple[int, int], guidance_range: tuple[float, float],
         "native_fps": Flag(),
         "crf": Range(*crf_range, whole=True),
         "faster": Flag(),
+        "seamless_audio_windows": Flag(),
+        "restore": Flag(),
+        "restore_strength": Range(0.0, 1.0),  # above 0 when restore is on: make_options says so in a sentence
     }
 
 

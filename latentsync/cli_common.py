@@ -1,7 +1,7 @@
 """What every ``python -m latentsync...`` command shares: exit codes, the input-file and output-folder checks, orderly stops on SIGINT /
 SIGTERM, and one-line error reports (:func:`run_reporting_errors`).
 
-A leaf (the standard library and :mod:`latentsync.errors` only): the main CLI (:mod:`latentsync.cli`, which
+A leaf (the standard library and :mod:`latentsync.errors` only): the main CLI (:mod:`latentsync.inference.cli`, which
 re-exports these names), the Sync-C scorer's, the batch runner's and the data toolchain's all build on it without
 importing each other.
 """

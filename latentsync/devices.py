@@ -2,7 +2,7 @@
 
 A leaf (torch and :mod:`latentsync.errors` only), so that every entry point (the CLIs, the batch runner, the data
 toolchain, the Sync-C scorer) checks ``--device`` / ``--dtype`` up front without importing the model loader
-(:mod:`latentsync.loading`).
+(:mod:`latentsync.inference.loading`).
 """
 
 from __future__ import annotations

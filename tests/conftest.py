@@ -62,7 +62,7 @@ def private_face_track_cache(tmp_path_factory):
     user's Hugging Face cache folder. Tests that check the cache itself set their own folder on top of this."""
     import os
 
-    from latentsync.track_cache import CACHE_DIR_ENV
+    from latentsync.inference.track_cache import CACHE_DIR_ENV
 
     old = os.environ.get(CACHE_DIR_ENV)
     os.environ[CACHE_DIR_ENV] = str(tmp_path_factory.mktemp("face-tracks-session"))

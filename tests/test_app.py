@@ -40,9 +40,9 @@ from latentsync.app_support import (
     make_options,
 )
 from latentsync.errors import CheckpointError, InputError
-from latentsync.pipeline import LipSyncOptions, LipSyncResult
+from latentsync.inference.pipeline import LipSyncOptions, LipSyncResult
 from latentsync.sync import SyncScore
-from latentsync.timeline import LENGTH_MODES
+from latentsync.inference.timeline import LENGTH_MODES
 
 from .conftest import DEMO_AUDIO, DEMO_VIDEO, REPO_ROOT
 
@@ -295,7 +295,7 @@ def test_spaces_gpu_is_a_no_op_off_zerogpu():
 
 
 def test_import_app_loads_no_model_and_starts_no_server():
-    heavy = ("latentsync.loading", "latentsync.models.unet", "latentsync.tiny")
+    heavy = ("latentsync.inference.loading", "latentsync.models.unet", "latentsync.tiny")
     code = (
         "import json, sys, app; print(json.dumps({'loaded': list(app.PIPELINES.loaded), "
         f"'running': app.demo.is_running, 'modules': [m for m in {heavy!r} if m in sys.modules]}}))"

@@ -1,8 +1,8 @@
 """Every refusal of the ``/lipsync`` API is a sentence that names what to fix, on every client (issue 29, §3).
 
 Against a smoke-mode app served in this process: gradio's raw HTTP API (values refused before the endpoint runs:
-ranges, choices, too few values, a file that was not uploaded), ``gradio_client``, and the README's curl sequence
-itself (extracted from README.md, run with curl, the values filled in from each answer).
+ranges, choices, too few values, a file that was not uploaded), ``gradio_client``, and the the documented curl sequence
+itself (extracted from docs/app.md, run with curl, the values filled in from each answer).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from .conftest import REPO_ROOT
 from .test_app import SHORT_SECONDS, inputs, private_face_cache, serve  # noqa: F401 -- fixtures shared
 
 FILE = {"meta": {"_type": "gradio.FileData"}}
-# The 14 values of a valid call after the two files (README's values, one fast step in smoke mode).
-VALUES = ["1.5", 1, 1.0, 7, False, False, "largest", "pingpong", False, 18, None, True]
+# The 17 values of a valid call after the two files (docs/app.md's values, one fast step in smoke mode).
+VALUES = ["1.5", 1, 1.0, 7, False, False, "largest", "pingpong", False, 18, None, True, True, False, 0.5]
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +97,11 @@ def test_too_few_values_name_the_missing_parameters(server, uploaded):
     event, data = call(server, [*uploaded, *VALUES[:6]])  # the eight values the README used to send
     assert event == "error"
     assert data["error"] == (
-        "This endpoint takes 14 values in this order: video, audio, version, steps, guidance_scale, seed, "
-        "randomize_seed, score_sync, speaker, length_mode, native_fps, crf, photo, faster; got 8, so speaker, "
-        "length_mode, native_fps, crf, photo, faster are missing. Send all 14 (or use gradio_client, which fills "
-        "in the defaults)."
+        "This endpoint takes 17 values in this order: video, audio, version, steps, guidance_scale, seed, "
+        "randomize_seed, score_sync, speaker, length_mode, native_fps, crf, photo, faster, seamless_audio_windows, "
+        "restore, restore_strength; got 8, so speaker, length_mode, native_fps, crf, photo, faster, "
+        "seamless_audio_windows, restore, restore_strength are missing. Send all 17 (or use gradio_client, which "
+        "fills in the defaults)."
     )
 
 
@@ -125,12 +126,12 @@ def test_gradio_client_gets_the_same_sentence(server, inputs, tmp_path):  # noqa
                        api_name="/lipsync")  # fmt: skip
 
 
-# ------------------------------------------------------------------------------------------ README's curl sequence
+# ------------------------------------------------------------------------------------------ the documented curl sequence
 
 
 def readme_curl_block() -> list[str]:
-    """The commands of README's curl block (a command's continuation lines joined to it; comments dropped)."""
-    text = (REPO_ROOT / "README.md").read_text()
+    """The commands of docs/app.md's curl block (a command's continuation lines joined to it; comments dropped)."""
+    text = (REPO_ROOT / "docs" / "app.md").read_text()
     section = text[text.index("### API\n") :]
     block = re.search(r"With curl.*?```bash\n(.*?)```", section, flags=re.DOTALL).group(1)
     commands: list[str] = []

@@ -43,7 +43,7 @@ def test_messages_are_sentences_and_name_the_parameter():
     assert app._sentence("not_media.mp4 is not readable.") == "not_media.mp4 is not readable."  # a file name as given
     assert app._sentence("clip.MOV has no sound") == "clip.MOV has no sound."
     assert app._sentence("Please check it!") == "Please check it!"
-    # the speaker messages (latentsync.input_checks) start with "speaker:" and end without a full stop
+    # the speaker messages (latentsync.inference.input_checks) start with "speaker:" and end without a full stop
     message = app._sentence("speaker: the point (2, 3) lies outside the 64x64 frame (x must be below 64)")
     assert message == "Speaker: the point (2, 3) lies outside the 64x64 frame (x must be below 64)."
 

@@ -16,7 +16,7 @@ import pytest
 import app
 from latentsync import media
 from latentsync.app_support import AppSettings, LipSyncJob, count_faces, decisions, describe_result
-from latentsync.pipeline import LipSyncOptions, LipSyncResult
+from latentsync.inference.pipeline import LipSyncOptions, LipSyncResult
 
 from .conftest import DEMO_VIDEO
 from .test_app import client, inputs, lipsync_args, private_face_cache, server  # noqa: F401 -- fixtures shared

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from latentsync.audio_features import (
+from latentsync.inference.audio_features import (
     STEPS_BEFORE,
     STEPS_FROM_CENTRE,
     STEPS_PER_WINDOW,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentsync.audio_mel import MEL_WINDOW, mel_start, mel_window, wav2lip_mel
+from latentsync.media.mel import MEL_WINDOW, mel_start, mel_window, wav2lip_mel
 
 
 def test_mel_matches_the_official_golden(reference_dir):

@@ -13,7 +13,7 @@ import pytest
 from latentsync.batch.jobs import Job, RowError, default_output_name, read_jobs
 from latentsync.batch.options import build_options, coerce, known_columns, option_types, parse_assignment
 from latentsync.errors import InputError
-from latentsync.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, LipSyncOptions
+from latentsync.inference.pipeline import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, LipSyncOptions
 
 
 def write(path: Path, text: str) -> Path:

@@ -19,7 +19,7 @@ from latentsync import media
 from latentsync.batch.__main__ import EXIT_ROWS_FAILED, main
 from latentsync.batch.progress import BatchProgress
 from latentsync.batch.summary import SUMMARY_NAME, read_summary
-from latentsync.cli import EXIT_INPUT, EXIT_OK
+from latentsync.inference.cli import EXIT_INPUT, EXIT_OK
 
 from .conftest import DEMO_AUDIO, DEMO_VIDEO, REPO_ROOT
 

@@ -15,9 +15,9 @@ from latentsync.batch.runner_ray import actor_resources
 from latentsync.batch.summary import COLUMNS, SUMMARY_NAME, RowResult, count_by_status, format_table, read_summary
 from latentsync.batch.summary import write_summary
 from latentsync.batch.worker import PipelineCache, WorkerSettings, describe_error, run_job
-from latentsync.cli import EXIT_INPUT
+from latentsync.inference.cli import EXIT_INPUT
 from latentsync.errors import CheckpointError, InputError
-from latentsync.pipeline import LipSyncOptions
+from latentsync.inference.pipeline import LipSyncOptions
 
 RESULTS = [
     RowResult(2, 3, "failed", "steps must be a whole number, got 'x'", video="b.mp4", audio="b.wav"),

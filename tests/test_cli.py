@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from latentsync import media
-from latentsync.cli import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, main
+from latentsync.inference.cli import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, main
 
 from .conftest import DEMO_AUDIO, DEMO_VIDEO, REPO_ROOT
 

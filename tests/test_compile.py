@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from latentsync.compile import compile_unet, inductor_problem, is_compiled
+from latentsync.inference.compile import compile_unet, inductor_problem, is_compiled
 from latentsync.models.unet import LatentSyncUNet, randomize_zero_init_
 from latentsync.models.unet_config import tiny_unet_config
 

@@ -115,7 +115,7 @@ def test_small_face_clip_is_lip_synced_with_a_quality_note(tiny_pipeline, tmp_pa
     video = small_face_clip(tmp_path / "qcif.mp4", frames=15)
     audio = tmp_path / "a.wav"
     media.write_wav(audio, media.load_audio(DEMO_AUDIO)[: int(0.6 * media.SAMPLE_RATE)])
-    from latentsync.pipeline import LipSyncOptions
+    from latentsync.inference.pipeline import LipSyncOptions
 
     result = tiny_pipeline(video, audio, tmp_path / "out.mp4", LipSyncOptions(steps=1))
     assert result.num_frames == 15 and result.frames_with_face == 15 and result.small_face_frames == 15

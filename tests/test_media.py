@@ -303,7 +303,7 @@ def test_audio_decode_failure_is_explained_in_plain_words(tmp_path, caplog, monk
             return subprocess.CompletedProcess(cmd, 1, b"", stderr)
         return real_run(cmd, *args, **kwargs)
 
-    monkeypatch.setattr(media.subprocess, "run", failing_decode)
+    monkeypatch.setattr(subprocess, "run", failing_decode)
     with caplog.at_level("INFO", logger="latentsync.media"):
         with pytest.raises(InputError, match="^Could not decode the audio in speech.wav") as err:
             media.load_audio(wav)

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from latentsync.models.deepcache import CachedUNet
 from latentsync.models.unet import LatentSyncUNet, randomize_zero_init_
 from latentsync.models.unet_config import tiny_unet_config
-from latentsync.pipeline import DDIM_CONFIG
+from latentsync.inference.pipeline import DDIM_CONFIG
 
 GOLDEN_TOLERANCE = 1e-4  # the bar; measured on CPU fp32: 0 (bit-identical to the reference's loop)
 GOLDEN_PLAIN_VS_CACHED_MIN_DIFF = 1.0  # README §14: the two golden outputs differ by up to 2.4

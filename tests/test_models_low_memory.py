@@ -8,7 +8,7 @@ from diffusers import DDIMScheduler
 
 from latentsync.models.deepcache import CachedUNet
 from latentsync.models.low_memory import SequentialGuidance
-from latentsync.pipeline import DDIM_CONFIG
+from latentsync.inference.pipeline import DDIM_CONFIG
 
 # Per-item calls differ from the batched call only by the float rounding of batch-shaped CPU kernels.
 ROUNDING = 1e-5

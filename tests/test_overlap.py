@@ -1,4 +1,4 @@
-"""latentsync.overlap: order, bounded queues, errors, early stops, Ctrl-C, no leaked threads, real overlap."""
+"""latentsync.inference.overlap: order, bounded queues, errors, early stops, Ctrl-C, no leaked threads, real overlap."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import pytest
 
 from latentsync.errors import InputError
-from latentsync.overlap import Stage, StageTimes, drained, max_items_in_flight, pipelined
+from latentsync.inference.overlap import Stage, StageTimes, drained, max_items_in_flight, pipelined
 
 SLEEP = 0.05  # seconds per item of the sleep stages (time.sleep releases the GIL, like ffmpeg, numpy, torch)
 

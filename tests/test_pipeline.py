@@ -11,9 +11,9 @@ import pytest
 
 from latentsync import media
 from latentsync.errors import InputError
-from latentsync.frame_sources import schedule_runs
-from latentsync.pipeline import LipSyncOptions
-from latentsync.timeline import pingpong_indices
+from latentsync.inference.frame_sources import schedule_runs
+from latentsync.inference.pipeline import LipSyncOptions
+from latentsync.inference.timeline import pingpong_indices
 
 from .conftest import DEMO_AUDIO, DEMO_VIDEO
 
@@ -215,7 +215,7 @@ def test_sync_scores_need_the_syncnet(tiny_pipeline, tmp_path):
 def test_ddim_config_gives_the_reference_timesteps():
     from diffusers import DDIMScheduler
 
-    from latentsync.pipeline import DDIM_CONFIG
+    from latentsync.inference.pipeline import DDIM_CONFIG
 
     scheduler = DDIMScheduler.from_config(DDIM_CONFIG)
     scheduler.set_timesteps(20)

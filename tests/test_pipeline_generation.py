@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from latentsync import media
-from latentsync.audio_features import audio_windows
+from latentsync.inference.audio_features import audio_windows
 from latentsync.faces import FaceTracker, anchor_points, estimate_affines, latent_mask, mouth_mask, paste_back
 from latentsync.faces import warp_faces
-from latentsync.pipeline import _paste_window
-from latentsync.pipeline import DDIM_CONFIG, LATENT_CHANNELS, LipSyncOptions
+from latentsync.inference.pipeline import _paste_window
+from latentsync.inference.pipeline import DDIM_CONFIG, LATENT_CHANNELS, LipSyncOptions
 
 from .conftest import DEMO_AUDIO, DEMO_VIDEO
 

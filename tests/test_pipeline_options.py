@@ -13,7 +13,7 @@ import pytest
 
 from latentsync import media
 from latentsync.errors import InputError
-from latentsync.pipeline import LipSyncOptions, speaker_point
+from latentsync.inference.pipeline import LipSyncOptions, speaker_point
 
 from .conftest import DEMO_AUDIO, DEMO_VIDEO
 
@@ -355,7 +355,7 @@ def test_compile_option_wraps_the_unet(tiny_checkpoints):
     """load_pipeline(compile=True) hands the pipeline a torch.compile wrapper (nothing compiles before a call;
     tests/test_compile.py checks the compiled maths)."""
     from latentsync import load_pipeline
-    from latentsync.compile import inductor_problem, is_compiled
+    from latentsync.inference.compile import inductor_problem, is_compiled
 
     if inductor_problem("cpu") is not None:
         with pytest.raises(InputError, match="compile: torch.compile cannot run"):
@@ -369,7 +369,7 @@ def test_compile_option_wraps_the_unet(tiny_checkpoints):
 def test_an_error_while_pasting_on_a_drain_thread_propagates_and_leaves_nothing(tiny_pipeline, tmp_path, monkeypatch):
     import threading
 
-    import latentsync.pipeline as pipeline_module
+    import latentsync.inference.pipeline as pipeline_module
 
     calls = []
     real_paste = pipeline_module._paste_window

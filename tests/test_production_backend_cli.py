@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from latentsync import media
-from latentsync.cli import EXIT_OK, main
+from latentsync.inference.cli import EXIT_OK, main
 
 from .conftest import DEMO_AUDIO, DEMO_VIDEO
 

@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from latentsync.face_pass import face_tracker, track_settings
+from latentsync.inference.face_pass import face_tracker, track_settings
 from latentsync.faces import load_landmark_backend
 from latentsync.faces.backend_face_alignment import DETECTOR_FILE, FAN_TORCHSCRIPT_FILE
 

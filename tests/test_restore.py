@@ -28,8 +28,8 @@ from latentsync.faces.restore import (
     five_points,
     region_in_face,
 )
-from latentsync.loading import load_face_restorer
-from latentsync.pipeline import LipSyncOptions
+from latentsync.inference.loading import load_face_restorer
+from latentsync.inference.pipeline import LipSyncOptions
 from latentsync.tiny import write_random_gfpgan
 
 from .conftest import DEMO_VIDEO, REPO_ROOT
@@ -60,7 +60,7 @@ def restorer(restorer_dir) -> FaceRestorer:
 @pytest.fixture(scope="module")
 def demo_face():
     """The demo video's first frame, its 68 landmarks (dlib) and its LatentSync alignment at 256."""
-    from latentsync.face_pass import track_photo
+    from latentsync.inference.face_pass import track_photo
     from latentsync.faces import load_landmark_backend
 
     frame = media.read_video_frames(DEMO_VIDEO, max_frames=1)[0]
@@ -241,7 +241,7 @@ def test_no_flicker_on_a_still_photo_driven_by_silence(tiny_pipeline, tmp_path):
 
 
 def _photo_alignment(pipeline, frame, count):
-    from latentsync.face_pass import track_photo
+    from latentsync.inference.face_pass import track_photo
 
     track = track_photo(pipeline.face_backend, frame, None)
     landmarks = np.repeat(track.landmarks[:1], count, axis=0)
@@ -252,7 +252,7 @@ def _photo_alignment(pipeline, frame, count):
 
 
 def test_cli_restore_flag_takes_an_optional_strength(tmp_path, capsys):
-    from latentsync.cli import EXIT_FAILURE, EXIT_INPUT, build_parser, main
+    from latentsync.inference.cli import EXIT_FAILURE, EXIT_INPUT, build_parser, main
 
     from .conftest import DEMO_AUDIO
 
@@ -271,7 +271,7 @@ def test_cli_restore_flag_takes_an_optional_strength(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_restore_end_to_end(tmp_path, tiny_checkpoints, demo_face, capsys, monkeypatch):
-    from latentsync.cli import EXIT_OK, main
+    from latentsync.inference.cli import EXIT_OK, main
 
     from .conftest import DEMO_AUDIO
 
@@ -300,7 +300,7 @@ def test_cli_restore_end_to_end(tmp_path, tiny_checkpoints, demo_face, capsys, m
 def test_native_rate_batches_are_restored_where_the_track_has_a_face(restorer, demo_face):
     """The native-fps path restores its output batches after the fact (schedule order, own landmarks per frame)."""
     from latentsync.faces import FaceTrack
-    from latentsync.pipeline import _restored_native
+    from latentsync.inference.pipeline import _restored_native
 
     frame, landmarks, matrices = demo_face
     track = FaceTrack(landmarks=np.concatenate([landmarks, np.full_like(landmarks, np.nan)]),

@@ -19,7 +19,7 @@ from latentsync.app_support import (
     make_options,
 )
 from latentsync.errors import InputError
-from latentsync.pipeline import LipSyncOptions
+from latentsync.inference.pipeline import LipSyncOptions
 
 from .conftest import DEMO_AUDIO, DEMO_VIDEO
 

@@ -39,7 +39,7 @@ def test_rows_with_a_bad_strength_are_reported_and_others_kept(tmp_path):
 @pytest.mark.slow
 def test_batch_rows_with_and_without_restoration(tiny_checkpoints, tmp_path, monkeypatch):
     from latentsync.batch.__main__ import main
-    from latentsync.cli import EXIT_OK
+    from latentsync.inference.cli import EXIT_OK
 
     monkeypatch.setenv("LATENTSYNC_CACHE_DIR", str(tmp_path / "face-tracks"))
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(DEMO_VIDEO), "-frames:v", "6", str(tmp_path / "v.mp4")],

@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from latentsync.timeline import frames_for_seconds, model_frame_for, native_frame_for, source_schedule
+from latentsync.inference.timeline import frames_for_seconds, model_frame_for, native_frame_for, source_schedule
 
 
 def test_length_modes_repeat_a_short_video_as_named():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from latentsync.faces.tracking import TrackRecords
-from latentsync.track_cache import CACHE_DIR_ENV, CACHE_MAX_MB_ENV, TrackCache, default_cache_dir, track_key
+from latentsync.inference.track_cache import CACHE_DIR_ENV, CACHE_MAX_MB_ENV, TrackCache, default_cache_dir, track_key
 
 
 def records(n: int, seed: int = 0) -> TrackRecords:

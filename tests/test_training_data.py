@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from latentsync.audio_features import audio_windows
-from latentsync.audio_mel import mel_window, wav2lip_mel
+from latentsync.inference.audio_features import audio_windows
+from latentsync.media.mel import mel_window, wav2lip_mel
 from latentsync.faces.mask import mouth_mask
 from latentsync.training.data import (
     FRAMES_PER_WINDOW,

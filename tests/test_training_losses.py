@@ -12,7 +12,7 @@ from latentsync.training import losses
 def alphas():
     from diffusers import DDIMScheduler
 
-    from latentsync.pipeline import DDIM_CONFIG
+    from latentsync.inference.pipeline import DDIM_CONFIG
 
     return DDIMScheduler.from_config(DDIM_CONFIG).alphas_cumprod
 
@@ -32,7 +32,7 @@ def test_mixed_noise_has_unit_variance_and_half_correlated_frames():
 def test_one_step_x0_inverts_add_noise_and_matches_diffusers():
     from diffusers import DDIMScheduler
 
-    from latentsync.pipeline import DDIM_CONFIG
+    from latentsync.inference.pipeline import DDIM_CONFIG
 
     generator = torch.Generator().manual_seed(0)
     x0 = torch.randn(2, 4, 16, 4, 4, generator=generator)

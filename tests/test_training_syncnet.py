@@ -84,7 +84,7 @@ def test_learning_rate_warm_up_runs_in_the_trainer_and_resumes_exactly(tmp_path)
 def _mouth_and_sound(path):
     """Per frame of a decoded clip: the mouth bar's mean grey level and the mean over the 80 bins of the mel column
     nearest the frame's centre."""
-    from latentsync.audio_mel import MEL_COLUMNS_PER_SECOND
+    from latentsync.media.mel import MEL_COLUMNS_PER_SECOND
     from latentsync.media import VIDEO_FPS
     from latentsync.training.data import clip_mel, read_clip
 

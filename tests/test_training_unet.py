@@ -161,7 +161,7 @@ def test_two_processes_make_the_update_of_one_process_on_the_global_batch(setup,
 @pytest.mark.slow
 def test_trained_checkpoint_loads_strictly_in_the_pipeline_and_renders(setup, tmp_path):
     from latentsync import load_pipeline, media
-    from latentsync.pipeline import LipSyncOptions
+    from latentsync.inference.pipeline import LipSyncOptions
 
     from .conftest import DEMO_AUDIO, DEMO_VIDEO
 

@@ -202,7 +202,7 @@ def test_75s_speech_has_no_jump_at_30_and_60_seconds(encoders, speech_75s, seed)
 
 # ---- the option, everywhere it lives -----------------------------------------------------------------------------
 def test_options_check_the_scheme():
-    from latentsync.pipeline import LipSyncOptions
+    from latentsync.inference.pipeline import LipSyncOptions
 
     assert LipSyncOptions().whisper_windows == "seamless"
     LipSyncOptions(whisper_windows="reference").check()
@@ -211,7 +211,7 @@ def test_options_check_the_scheme():
 
 
 def test_cli_flag_selects_the_reference_windows(monkeypatch, tmp_path):
-    from latentsync import cli
+    from latentsync.inference import cli
 
     seen = {}
 
@@ -219,7 +219,7 @@ def test_cli_flag_selects_the_reference_windows(monkeypatch, tmp_path):
         seen["options"] = options
         raise InputError("stopped here")
 
-    monkeypatch.setattr("latentsync.pipeline.LipSyncOptions.check", stop)
+    monkeypatch.setattr("latentsync.inference.pipeline.LipSyncOptions.check", stop)
     args = ["--video", str(tmp_path / "v.mp4"), "--audio", str(tmp_path / "a.wav"), "--output", str(tmp_path / "o.mp4")]
     assert cli.main(args) == cli.EXIT_INPUT and seen["options"].whisper_windows == "seamless"
     assert cli.main([*args, "--reference-audio-windows"]) == cli.EXIT_INPUT
@@ -230,7 +230,7 @@ def test_cli_flag_selects_the_reference_windows(monkeypatch, tmp_path):
 def test_batch_column_and_app_settings_line():
     from latentsync.app_support import LipSyncJob, describe_result
     from latentsync.batch.options import build_options
-    from latentsync.pipeline import LipSyncOptions, LipSyncResult
+    from latentsync.inference.pipeline import LipSyncOptions, LipSyncResult
 
     _, options = build_options({"whisper_windows": "reference"})
     assert options.whisper_windows == "reference"
@@ -250,7 +250,7 @@ def test_pipeline_hands_the_scheme_to_the_encoder(tiny_pipeline, tmp_path, monke
     import subprocess
 
     from latentsync import media
-    from latentsync.pipeline import LipSyncOptions
+    from latentsync.inference.pipeline import LipSyncOptions
 
     from .conftest import DEMO_VIDEO
 

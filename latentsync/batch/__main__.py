@@ -23,7 +23,7 @@ JOBS is one of:
 
 Columns: video, audio (paths relative to the jobs file's folder); output (an .mp4 path relative to OUT_DIR; default
 OUT_DIR/<video name>.mp4 when video and audio share a name, else OUT_DIR/<video name>__<audio name>.mp4); version
-(1.5 or 1.6, default 1.5); and any option of the pipeline (latentsync.pipeline.LipSyncOptions), by its field name:
+(1.5 or 1.6, default 1.5); and any option of the pipeline (latentsync.inference.pipeline.LipSyncOptions), by its field name:
   {options}
 ("guidance" is accepted for guidance_scale). An empty cell takes the default. A malformed row (unknown column, bad
 value, an output another row already has) is reported with its line number; the others run.

@@ -1,4 +1,4 @@
-"""Per-row option values → :class:`~latentsync.pipeline.LipSyncOptions`, generically.
+"""Per-row option values → :class:`~latentsync.inference.pipeline.LipSyncOptions`, generically.
 
 Every field of ``LipSyncOptions`` is a column a jobs file may set: its name and its type come from the dataclass
 itself, so a field added there is accepted here without a change. Values from a CSV are strings and are converted to
@@ -26,7 +26,7 @@ NUMBER_KINDS = {int: ((int,), "a whole number"), float: ((int, float), "a number
 
 
 def _options_class():
-    from latentsync.pipeline import LipSyncOptions  # torch: only when rows are parsed
+    from latentsync.inference.pipeline import LipSyncOptions  # torch: only when rows are parsed
 
     return LipSyncOptions
 

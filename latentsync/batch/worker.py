@@ -40,7 +40,7 @@ class PipelineCache:
         if version in self._failed:
             raise self._failed[version]
         if version not in self._loaded:
-            from latentsync.loading import load_pipeline
+            from latentsync.inference.loading import load_pipeline
 
             s = self.settings
             try:

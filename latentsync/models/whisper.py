@@ -408,7 +408,7 @@ class WhisperFeatures:
 
     Holds the waveform (not copied), the whole clip's log-mel maximum (computed at construction, one 30-s
     stretch at a time), the clip's :class:`WindowPlan` and the encoder outputs of the windows the latest read
-    touched. Reading steps (``features[indices]``, what :func:`latentsync.audio_features.audio_windows` does)
+    touched. Reading steps (``features[indices]``, what :func:`latentsync.inference.audio_features.audio_windows` does)
     runs the encoder on the windows those steps are read from, in the same groups of ``windows_per_batch``
     consecutive windows, on the same normalised log-mel, as ``encode`` does: the same computations, so the same
     values (tested bit for bit on CPU). Memory is bounded by the windows one read spans (two groups at most,

@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from latentsync.audio_mel import MEL_WINDOW, mel_start, mel_window, wav2lip_mel
+from latentsync.media.mel import MEL_WINDOW, mel_start, mel_window, wav2lip_mel
 from latentsync.errors import CheckpointError, InputError
-from latentsync.pipeline import FRAMES_PER_CALL
+from latentsync.inference.pipeline import FRAMES_PER_CALL
 
 FRAMES_PER_WINDOW = FRAMES_PER_CALL  # the UNet and StableSyncNet are trained on the 16-frame windows inference uses
 SYNCNET_MIN_FRAMES = 2 * FRAMES_PER_WINDOW  # reference: SyncNet clips need >= 32 frames
@@ -250,7 +250,7 @@ class UNetWindows(IndexSeededDataset):
         self.features = FeatureCache(whisper_path, feature_cache_dir)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        from latentsync.audio_features import audio_windows
+        from latentsync.inference.audio_features import audio_windows
         from latentsync.faces.mask import mouth_mask
 
         rng = self.rng(index)

@@ -148,7 +148,7 @@ def train_unet(config: UNetTrainConfig, resume: bool = False, allow_config_chang
     from torch.utils.data import DataLoader
 
     from latentsync.faces.mask import latent_mask
-    from latentsync.pipeline import DDIM_CONFIG
+    from latentsync.inference.pipeline import DDIM_CONFIG
     from latentsync.training.config import config_to_dict
     from latentsync.training.data import UNetWindows
     from latentsync.training.models import resolve_init_unet, whisper_and_vae_paths
@@ -237,7 +237,7 @@ class Validator:
         from latentsync.checkpoints import resolve_sync_scoring
         from latentsync.faces import load_landmark_backend
         from latentsync.models.whisper import WhisperAudioEncoder
-        from latentsync.pipeline import LipSyncPipeline
+        from latentsync.inference.pipeline import LipSyncPipeline
         from latentsync.sync import SyncScorer
         from latentsync.training.models import whisper_file
 
@@ -252,7 +252,7 @@ class Validator:
 
     def __call__(self, unet, vae, step: int, log) -> dict[str, float]:
         """Render and score at ``step`` with ``unet`` and ``vae`` (a frozen :class:`LatentVae`)."""
-        from latentsync.pipeline import LipSyncOptions
+        from latentsync.inference.pipeline import LipSyncOptions
 
         config = self.config
         output = Path(config.train.output_dir) / engine.VALIDATION_DIR / f"step-{step}.mp4"

@@ -4,7 +4,7 @@ The model runs on the 25 fps timeline (model frame k: the output frame nearest k
 output frame takes the generated mouth of the model frame nearest its own time and keeps everything else of its own
 face: ``generated · (1 − mask) + own · mask`` in the aligned space of its own landmarks, then pasted back with its
 own alignment. Model frames are generated a window at a time, as the output frames come to need them, and dropped
-once no later output frame can use them. The timeline maps are :mod:`latentsync.timeline`'s.
+once no later output frame can use them. The timeline maps are :mod:`latentsync.inference.timeline`'s.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from latentsync.faces import paste_back, warp_faces
-from latentsync.frame_sources import batched
-from latentsync.output_plan import OutputPlan
+from latentsync.inference.frame_sources import batched
+from latentsync.inference.output_plan import OutputPlan
 
 # lipsync(first model frame, its frames, their alignments, which have a face) -> the generated aligned faces of the
 # frames with one, (k, 3, res, res) float in [-1, 1]: the pipeline's denoiser with its noise and audio bound.
@@ -29,7 +29,7 @@ def native_rate_frames(source, plan: OutputPlan, valid: np.ndarray, matrices: np
                        progress: Callable[[str, int, int], None]) -> Iterator[np.ndarray]:  # fmt: skip
     """Output frames at ``plan.fps``, ``frames_per_call`` at a time, ready to encode.
 
-    ``source`` gives the video's frames by index (:class:`~latentsync.frame_sources.VideoFrames`); ``valid`` and
+    ``source`` gives the video's frames by index (:class:`~latentsync.inference.frame_sources.VideoFrames`); ``valid`` and
     ``matrices`` are the face track's per source frame; ``pixel_mask`` (res, res) is 1 where a face keeps its own
     pixels. ``lipsync`` is called once per model window, in order.
     """

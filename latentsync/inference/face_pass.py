@@ -1,5 +1,5 @@
 """The pipeline's first pass: the face track of the input (a photo, or the frames of a video needed at the output's
-rate), from the on-disk cache (:mod:`latentsync.track_cache`) when it holds them, and the constant-rate copy of the
+rate), from the on-disk cache (:mod:`latentsync.inference.track_cache`) when it holds them, and the constant-rate copy of the
 video that the second pass reads when the video has to be repeated (played backwards, or from its start again).
 
 The tracker's gap and smoothing are given in 25 fps frames and scaled to the output's rate, so that they cover the
@@ -63,7 +63,7 @@ def track_video(backend: LandmarkBackend, video: Path, info: media.MediaInfo, fp
     """The face track of the first ``count`` frames at ``fps`` (all of them if None or the video is shorter),
     from the cache when ``use_cache`` and it holds them; whether it did. With ``copy_path``, also writes the
     constant-rate copy of those frames there."""
-    from latentsync.track_cache import TrackCache, track_key
+    from latentsync.inference.track_cache import TrackCache, track_key
 
     tracker = face_tracker(backend, fps, point)
     resolve = lambda records: resolve_track(records, tracker.max_gap, tracker.smoothing, tracker.min_size)  # noqa: E731

@@ -42,7 +42,7 @@ FORMAT_VERSION = 1  # bump when what is stored or how it is computed changes
 HASH_BLOCK = 1 << 20  # bytes read at a time while hashing a video
 SUFFIX = ".npz"
 
-logger = logging.getLogger("latentsync.track_cache")
+logger = logging.getLogger("latentsync.inference.track_cache")
 
 
 def default_cache_dir(environ: dict | None = None) -> Path:

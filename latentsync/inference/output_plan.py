@@ -1,7 +1,7 @@
 """The output's timeline, decided once per call: how many frames at which rate, which source frame each output
 frame shows, which source frame each model (25 fps) frame is generated from, and the audio the model hears.
 
-The length modes and the native-rate maps are :mod:`latentsync.timeline`'s; this module applies them to one
+The length modes and the native-rate maps are :mod:`latentsync.inference.timeline`'s; this module applies them to one
 request (a video of ``num_source`` frames at the output's rate, a speech waveform at 16 kHz).
 """
 
@@ -13,7 +13,7 @@ from fractions import Fraction
 import numpy as np
 
 from latentsync import media
-from latentsync.timeline import model_frame_for, native_frame_for, source_schedule
+from latentsync.inference.timeline import model_frame_for, native_frame_for, source_schedule
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     from latentsync.checkpoints import CHECKPOINTS_ENV, VERSIONS
     from latentsync.media import H264_CRF, MAX_CRF
     from latentsync.models.deepcache import REFERENCE_CACHE_INTERVAL
-    from latentsync.pipeline import (
+    from latentsync.inference.pipeline import (
         DEFAULT_GUIDANCE,
         DEFAULT_RESTORE_STRENGTH,
         DEFAULT_SEED,
         DEFAULT_STEPS,
         LARGEST_FACE,
     )
-    from latentsync.timeline import LENGTH_MODES
-    from latentsync.track_cache import CACHE_DIR_ENV, CACHE_MAX_MB_ENV
+    from latentsync.inference.timeline import LENGTH_MODES
+    from latentsync.inference.track_cache import CACHE_DIR_ENV, CACHE_MAX_MB_ENV
 
     parser = argparse.ArgumentParser(
         prog="python -m latentsync",
@@ -137,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     def lipsync() -> str:
         from latentsync import media
         from latentsync.devices import parse_device, parse_dtype
-        from latentsync.input_checks import probe_inputs, speaker_point
-        from latentsync.loading import load_pipeline
-        from latentsync.pipeline import LipSyncOptions
+        from latentsync.inference.input_checks import probe_inputs, speaker_point
+        from latentsync.inference.loading import load_pipeline
+        from latentsync.inference.pipeline import LipSyncOptions
 
         # 1. Everything that can be checked in a second, before the models load (seconds to minutes).
         whisper_windows = "reference" if args.reference_audio_windows else "seamless"

@@ -22,7 +22,7 @@ def load_pipeline(
     revision: str | None = None,
     compile: bool = False,  # noqa: A002 -- the natural name of the option (torch.compile)
 ):
-    """Build a :class:`~latentsync.pipeline.LipSyncPipeline` for LatentSync ``version`` ("1.5" or "1.6").
+    """Build a :class:`~latentsync.inference.pipeline.LipSyncPipeline` for LatentSync ``version`` ("1.5" or "1.6").
 
     Weights come from ``checkpoints_dir`` (or ``$LATENTSYNC_CHECKPOINTS``) when given, else from the Hugging Face
     Hub cache, downloading on first use. ``device`` defaults to CUDA when available; ``dtype`` to the reference's
@@ -30,7 +30,7 @@ def load_pipeline(
     :class:`~latentsync.errors.InputError` (see :func:`parse_device`, :func:`parse_dtype`). ``sync_scores`` also
     loads the original SyncNet so that ``LipSyncOptions(score_sync=True)`` can report Sync-C / Sync-D before and after.
     ``revision`` (a branch, tag or commit of the version's Hub repo) overrides the registry's pinned revision.
-    ``compile`` wraps the UNet in ``torch.compile`` (:func:`latentsync.compile.compile_unet`): the first windows of
+    ``compile`` wraps the UNet in ``torch.compile`` (:func:`latentsync.inference.compile.compile_unet`): the first windows of
     each shape compile (minutes), later ones run faster; it speeds up the plain path (``cache_interval=1``), since
     step caching calls the UNet's blocks itself. A device where Inductor cannot run raises InputError.
     """
@@ -40,7 +40,7 @@ def load_pipeline(
     from latentsync.models.unet_config import UNetConfig
     from latentsync.models.vae import LatentVae
     from latentsync.models.whisper import WhisperAudioEncoder
-    from latentsync.pipeline import LipSyncPipeline
+    from latentsync.inference.pipeline import LipSyncPipeline
     from latentsync.sync import SyncScorer
 
     device = parse_device(device)  # a device or dtype that cannot work here is an InputError, before any file is read
@@ -50,14 +50,14 @@ def load_pipeline(
     preset = UNetConfig.latentsync_16() if paths.resolution == 512 else UNetConfig.latentsync_15()
     config = UNetConfig.from_dict({**preset.to_dict(), **paths.settings.unet}) if paths.settings.unet else preset
     if compile:
-        from latentsync.compile import inductor_problem
+        from latentsync.inference.compile import inductor_problem
 
         problem = inductor_problem(device)
         if problem is not None:
             raise InputError(f"compile: torch.compile cannot run on {device}: {problem}")
     unet = load_unet_checkpoint(paths.unet, config, device, dtype)
     if compile:
-        from latentsync.compile import compile_unet
+        from latentsync.inference.compile import compile_unet
 
         unet = compile_unet(unet)
     return LipSyncPipeline(
