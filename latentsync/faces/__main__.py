@@ -1,0 +1,5 @@
+import sys
+
+from latentsync.faces.cli import main
+
+sys.exit(main())
