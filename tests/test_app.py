@@ -1,4 +1,4 @@
-"""The Gradio Space (app.py, latentsync/app_support.py).
+"""The Gradio Space (app.py, latentsync/app_support/).
 
 Fast: settings, input checks, the ZeroGPU estimate, the model cache, progress and text, the page's build.
 Served: the ``/lipsync`` endpoint through ``gradio_client`` against a smoke-mode server on 127.0.0.1 in

@@ -14,9 +14,11 @@ That is ``windows="reference"``. The default, ``windows="seamless"``, differs on
 30 s, whose features the reference makes jump at every 30-s boundary (official issue #151): overlapping
 windows, each step taken from a window where it has context on both sides (:func:`plan_windows`).
 
-``WhisperAudioEncoder.features`` gives these features lazily (:class:`WhisperFeatures`: the clip's log-mel
-maximum up front, then the encoder per 30-s window on demand), so memory does not grow with the clip;
-``encode`` materialises the same values as one tensor.
+The log-mel front end is :mod:`latentsync.models.whisper_mel`, the window plans
+:mod:`latentsync.models.whisper_windows` (both re-exported here). ``WhisperAudioEncoder.features`` gives
+these features lazily (:class:`WhisperFeatures`: the clip's log-mel maximum up front, then the encoder per
+30-s window on demand), so memory does not grow with the clip; ``encode`` materialises the same values as one
+tensor.
 
 The network is ``transformers.WhisperEncoder`` (same maths as OpenAI's ``AudioEncoder``; attention
 scales q by d_head^-0.5 instead of q and k by d_head^-0.25 each, equal up to rounding). Weights come
@@ -28,7 +30,6 @@ dropped. The hidden states are collected by walking the encoder's layers here, b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,8 @@ from torch import nn
 from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from latentsync.errors import CheckpointError, InputError
-from latentsync.media import SAMPLE_RATE  # 16 kHz: Whisper's input rate, which the whole package uses
+from latentsync.errors import CheckpointError
+from latentsync.media import SAMPLE_RATE  # noqa: F401 (16 kHz: Whisper's input rate, re-exported)
 from latentsync.models.whisper_checkpoint import (  # noqa: F401 (the checkpoint format, re-exported)
     OPENAI_DECODER_KEYS_PER_BLOCK,
     WhisperDims,
@@ -49,23 +50,41 @@ from latentsync.models.whisper_checkpoint import (  # noqa: F401 (the checkpoint
     openai_encoder_shapes,
     write_random_whisper_checkpoint,
 )
-
-N_FFT = 400  # STFT size: 25 ms at 16 kHz → N_FFT // 2 + 1 = 201 frequency bins
-HOP_LENGTH = 160  # STFT hop: 10 ms at 16 kHz
-N_MELS = 80  # mel bands of the tiny/small models (librosa slaney filterbank)
-MEL_FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100
-WINDOW_SECONDS = 30  # Whisper's fixed input length
-MEL_FRAMES_PER_WINDOW = WINDOW_SECONDS * MEL_FRAMES_PER_SECOND  # 3000 mel frames per encoder call
-ENCODER_STRIDE = 2  # conv2 has stride 2: two mel frames per encoder step
-WHISPER_FRAMES_PER_SECOND = (
-    MEL_FRAMES_PER_SECOND // ENCODER_STRIDE
-)  # 50 encoder steps (hidden states) per second
-MIN_SAMPLES = ENCODER_STRIDE * HOP_LENGTH  # 320 samples (20 ms): two mel frames, i.e. one encoder step
-
-LOG_POWER_FLOOR = 1e-10  # clamp before log10 so silence gives -10, not -inf
-LOG_DYNAMIC_RANGE = 8.0  # log10 units kept below the clip's maximum (80 dB)
-LOG_MEL_OFFSET = 4.0  # normalised log-mel = (log10 + LOG_MEL_OFFSET) / LOG_MEL_SCALE, roughly [-1, 1]
-LOG_MEL_SCALE = 4.0
+from latentsync.models.whisper_mel import (  # noqa: F401 (the log-mel front end, re-exported)
+    ENCODER_STRIDE,
+    HOP_LENGTH,
+    LOG_DYNAMIC_RANGE,
+    LOG_MEL_OFFSET,
+    LOG_MEL_SCALE,
+    LOG_POWER_FLOOR,
+    MEL_FRAMES_PER_SECOND,
+    MEL_FRAMES_PER_WINDOW,
+    MIN_SAMPLES,
+    N_FFT,
+    N_MELS,
+    WHISPER_FRAMES_PER_SECOND,
+    WINDOW_SECONDS,
+    _check_waveform,
+    log10_mel_frames,
+    log_mel_spectrogram,
+    mel_filterbank,
+    normalise_log_mel,
+    num_feature_steps,
+    num_mel_frames,
+)
+from latentsync.models.whisper_windows import (  # noqa: F401 (the window plans, re-exported)
+    CROSSFADE_STEPS,
+    DEFAULT_WINDOW_SCHEME,
+    SEAMLESS_MAX_HOP_STEPS,
+    STEPS_PER_ENCODER_WINDOW,
+    WINDOW_SCHEMES,
+    EncoderWindow,
+    Segment,
+    WindowPlan,
+    _seamless_plan,
+    check_window_scheme,
+    plan_windows,
+)
 
 # 30-s windows per encoder call. One: a 1500-step encoder call gains little from batching, and a lazily read
 # clip (WhisperFeatures) then holds at most the two windows a read crosses (2 x 11.5 MB for tiny in float32).
@@ -117,206 +136,6 @@ def _check_dims_supported(dims: WhisperDims) -> None:
             f"Whisper checkpoint has n_audio_ctx={dims.n_audio_ctx};"
             f" expected {MEL_FRAMES_PER_WINDOW // ENCODER_STRIDE} (a {WINDOW_SECONDS}-s window)"
         )
-
-
-# ----------------------------------------------------------------------------------------------------
-# Log-mel input.
-
-
-def mel_filterbank(n_mels: int = N_MELS) -> torch.Tensor:
-    """librosa's slaney-normalised mel filterbank for 16 kHz, n_fft 400: (n_mels, N_FFT // 2 + 1) float32."""
-    import librosa  # imported here: librosa pulls in numba, too slow for module import time
-
-    return torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=n_mels))
-
-
-def num_mel_frames(num_samples: int) -> int:
-    """Mel frames of a clip: one per hop (the centred STFT's extra last frame is dropped, as Whisper does)."""
-    return num_samples // HOP_LENGTH
-
-
-def log10_mel_frames(
-    waveform: torch.Tensor, first: int, count: int, filters: torch.Tensor, device: torch.device | None = None
-) -> torch.Tensor:
-    """Un-normalised log10 mel power of the clip's frames ``first … first + count − 1``: (n_mels, count).
-
-    The frames are those of the clip's centred Hann STFT with reflect padding (frame j covers samples
-    ``160·j − 200 … 160·j + 199``, mirrored at the clip's two ends only), computed from just the samples they
-    cover, so a 30-s window costs the same whatever the clip's length. ``waveform`` (num_samples,) may stay on
-    the CPU; the needed samples are moved to ``device`` (default: the waveform's).
-    """
-    num_samples = waveform.shape[0]
-    if first < 0 or count < 1 or first + count > num_mel_frames(num_samples):
-        raise ValueError(f"mel frames {first}…{first + count - 1} are outside the clip's "
-                         f"{num_mel_frames(num_samples)} frames")
-    half = N_FFT // 2
-    lo, hi = first * HOP_LENGTH - half, (first + count - 1) * HOP_LENGTH + half  # [lo, hi) in clip samples
-    segment = waveform[max(lo, 0) : min(hi, num_samples)].to(device or waveform.device)
-    if lo < 0 or hi > num_samples:  # the clip's own ends: reflect, like torch.stft(center=True)
-        pad = (max(-lo, 0), max(hi - num_samples, 0))
-        segment = nn.functional.pad(segment[None, None], pad, mode="reflect")[0, 0]
-    window = torch.hann_window(N_FFT, device=segment.device)
-    stft = torch.stft(segment, N_FFT, HOP_LENGTH, window=window, center=False, return_complex=True)
-    power = stft.abs() ** 2  # (201, count)
-    mel = filters.to(segment.device) @ power  # (n_mels, count)
-    return torch.clamp(mel, min=LOG_POWER_FLOOR).log10()
-
-
-def normalise_log_mel(log10_mel: torch.Tensor, clip_max: torch.Tensor | float) -> torch.Tensor:
-    """Whisper's normalisation with the WHOLE clip's maximum: ``(max(x, clip_max − 8) + 4) / 4``."""
-    floor = torch.as_tensor(clip_max, dtype=log10_mel.dtype, device=log10_mel.device) - LOG_DYNAMIC_RANGE
-    return (torch.maximum(log10_mel, floor) + LOG_MEL_OFFSET) / LOG_MEL_SCALE
-
-
-def log_mel_spectrogram(waveform: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
-    """Whisper's normalised log-mel of a whole clip: (num_samples,) → (n_mels, num_samples // HOP_LENGTH).
-
-    Centred Hann STFT with reflect padding, last frame dropped; power × mel filters; log10 clamped at
-    1e-10; floored at (clip max − 8); then ``(x + 4) / 4``. (The encoder computes the same per 30-s window
-    with the clip's maximum: :class:`WhisperFeatures`.)
-    """
-    log10_mel = log10_mel_frames(waveform, 0, num_mel_frames(waveform.shape[0]), filters)
-    return normalise_log_mel(log10_mel, log10_mel.max())
-
-
-def num_feature_steps(num_samples: int) -> int:
-    """L, the number of 50 Hz feature steps of a clip: Σ over 30-s windows of floor(window mel frames / 2)."""
-    mel_frames = num_samples // HOP_LENGTH
-    full_windows, rest = divmod(mel_frames, MEL_FRAMES_PER_WINDOW)
-    return full_windows * (MEL_FRAMES_PER_WINDOW // ENCODER_STRIDE) + rest // ENCODER_STRIDE
-
-
-# ----------------------------------------------------------------------------------------------------
-# Which 30-s windows the encoder sees, and which window gives each feature step.
-#
-# The encoder reads exactly 1500 steps and attends across all of them, so a step's features depend on where
-# it sits in its window: at an edge it has no context on one side and the window's first or last positional
-# embedding. "reference": the official windows 0-30 s, 30-60 s, ..., the last zero-padded; the features jump
-# at every 30-s boundary. "seamless": up to 30 s the reference's single window (the same values, bit for bit);
-# longer clips get full windows spread evenly from the clip's start to its end, at most 20 s apart (so
-# neighbours overlap by >= 10 s, no padding), each step read from one window except in a 2-s cross-fade at
-# the middle of each overlap. Every step is then >= 4 s from the edge of any window it is read from (>= 5 s
-# outside the cross-fades), except at the clip's own start and end. Up to 1.5x the reference's encoder calls.
-
-WINDOW_SCHEMES = ("seamless", "reference")
-DEFAULT_WINDOW_SCHEME = "seamless"
-STEPS_PER_ENCODER_WINDOW = MEL_FRAMES_PER_WINDOW // ENCODER_STRIDE  # 1500 steps per encoder call
-SEAMLESS_MAX_HOP_STEPS = 20 * WHISPER_FRAMES_PER_SECOND  # windows start <= 20 s apart: >= 10 s overlaps
-CROSSFADE_STEPS = 2 * WHISPER_FRAMES_PER_SECOND  # a 2-s linear cross-fade, centred in each overlap
-
-
-@dataclass(frozen=True)
-class EncoderWindow:
-    """One encoder call's input: mel frames ``2·start … 2·start + mel_frames − 1``, zero-padded to 3000."""
-
-    start: int  # its first feature step (first mel frame ENCODER_STRIDE · start)
-    mel_frames: int  # mel frames of real audio, <= 3000; the rest of the window is padding
-
-
-@dataclass(frozen=True)
-class Segment:
-    """Steps ``start … end − 1`` read from window ``window``, or cross-faded linearly from it to ``fade_to``."""
-
-    start: int
-    end: int
-    window: int
-    fade_to: int | None = None  # the next window, whose weight rises across the segment
-
-    def fade_weights(self, first: int, stop: int) -> torch.Tensor:
-        """Weights of ``fade_to`` at steps ``first … stop − 1``: ``(t − start + ½) / length``, all in (0, 1)."""
-        return (torch.arange(first, stop, dtype=torch.float64) - self.start + 0.5) / (self.end - self.start)
-
-
-@dataclass(frozen=True)
-class WindowPlan:
-    """A clip's encoder windows and its segments (contiguous, covering steps ``0 … num_steps − 1``)."""
-
-    scheme: str
-    num_steps: int
-    windows: tuple[EncoderWindow, ...]
-    segments: tuple[Segment, ...]
-
-    def segments_in(self, first: int, stop: int) -> list[Segment]:
-        """The segments holding any of steps ``first … stop − 1``."""
-        return [s for s in self.segments if s.start < stop and s.end > first]
-
-    def windows_for(self, first: int, stop: int) -> list[int]:
-        """The windows that steps ``first … stop − 1`` are read from (ascending, consecutive)."""
-        used = {s.window for s in self.segments_in(first, stop)}
-        used |= {s.fade_to for s in self.segments_in(first, stop) if s.fade_to is not None}
-        return sorted(used)
-
-    @property
-    def crossfades(self) -> list[Segment]:
-        return [s for s in self.segments if s.fade_to is not None]
-
-
-def check_window_scheme(windows: str) -> str:
-    if windows not in WINDOW_SCHEMES:
-        raise ValueError(f"windows must be one of {', '.join(WINDOW_SCHEMES)}, got {windows!r}")
-    return windows
-
-
-def plan_windows(num_mel_frames: int, windows: str = DEFAULT_WINDOW_SCHEME) -> WindowPlan:
-    """The windows and segments of a clip of ``num_mel_frames`` mel frames (``num_feature_steps`` steps)."""
-    check_window_scheme(windows)
-    if num_mel_frames < ENCODER_STRIDE:
-        raise ValueError(f"need at least {ENCODER_STRIDE} mel frames (one step), got {num_mel_frames}")
-    num_steps = num_mel_frames // ENCODER_STRIDE  # = num_feature_steps: every window but the last is even
-    if windows == "seamless" and num_steps > STEPS_PER_ENCODER_WINDOW:
-        return _seamless_plan(num_steps)
-    # The reference's tiling, also "seamless" up to 1500 steps: one window, or two for 3001 mel frames, the second
-    # holding one frame and giving no step (no read needs it; it is encoded only when windows_per_batch puts it in
-    # window 0's encoder call, as before).
-    count = -(-num_mel_frames // MEL_FRAMES_PER_WINDOW)
-    encoder_windows = tuple(
-        EncoderWindow(k * STEPS_PER_ENCODER_WINDOW,
-                      min(num_mel_frames - k * MEL_FRAMES_PER_WINDOW, MEL_FRAMES_PER_WINDOW))
-        for k in range(count)
-    )  # fmt: skip
-    segments = tuple(
-        Segment(w.start, w.start + w.mel_frames // ENCODER_STRIDE, k)
-        for k, w in enumerate(encoder_windows)
-        if w.mel_frames >= ENCODER_STRIDE
-    )
-    return WindowPlan(windows, num_steps, encoder_windows, segments)
-
-
-def _seamless_plan(num_steps: int) -> WindowPlan:
-    """Full windows starting at 0 … num_steps − 1500, evenly spread and <= SEAMLESS_MAX_HOP_STEPS apart."""
-    last_start = num_steps - STEPS_PER_ENCODER_WINDOW  # > 0
-    count = -(-last_start // SEAMLESS_MAX_HOP_STEPS) + 1
-    starts = [k * last_start // (count - 1) for k in range(count)]
-    segments, first = [], 0
-    for k in range(count - 1):
-        overlap_start, overlap_end = starts[k + 1], starts[k] + STEPS_PER_ENCODER_WINDOW  # >= 500 steps
-        fade_start = (overlap_start + overlap_end) // 2 - CROSSFADE_STEPS // 2
-        segments += [Segment(first, fade_start, k), Segment(fade_start, fade_start + CROSSFADE_STEPS, k, k + 1)]
-        first = fade_start + CROSSFADE_STEPS
-    segments.append(Segment(first, num_steps, count - 1))
-    windows = tuple(EncoderWindow(start, MEL_FRAMES_PER_WINDOW) for start in starts)
-    return WindowPlan("seamless", num_steps, windows, tuple(segments))
-
-
-def _check_waveform(waveform: np.ndarray) -> np.ndarray:
-    if not isinstance(waveform, np.ndarray):
-        raise InputError(f"audio must be a numpy array of float samples, got {type(waveform).__name__}")
-    if waveform.ndim != 1:
-        raise InputError(
-            f"audio must be mono (a 1-D array of samples), got an array of shape {waveform.shape}"
-        )
-    if waveform.size == 0:
-        raise InputError("the audio has no samples (zero length); give a clip with sound")
-    if not np.issubdtype(waveform.dtype, np.floating):
-        raise InputError(f"audio samples must be floats in [-1, 1], got dtype {waveform.dtype}")
-    if waveform.size < MIN_SAMPLES:
-        raise InputError(
-            f"the audio is too short: {waveform.size} samples; need at least {MIN_SAMPLES}"
-            f" ({MIN_SAMPLES / SAMPLE_RATE:.2f} s at {SAMPLE_RATE} Hz)"
-        )
-    if not np.isfinite(waveform).all():
-        raise InputError("the audio contains NaN or infinite samples")
-    return waveform.astype(np.float32, copy=False)
 
 
 # ----------------------------------------------------------------------------------------------------
