@@ -62,7 +62,8 @@ LENGTH_MODE_LABELS = {  # LipSyncOptions.length_mode -> the radio's words
 PIPELINES = PipelineCache()
 RESULTS = ServedResults()
 API_PARAMETERS = ["video", "audio", "version", "steps", "guidance_scale", "seed", "randomize_seed", "score_sync",
-                  "speaker", "length_mode", "native_fps", "crf", "photo", "faster"]  # /lipsync's values, in order
+                  "speaker", "length_mode", "native_fps", "crf", "photo", "faster", "seamless_audio_windows",
+                  "restore", "restore_strength"]  # /lipsync's values, in order
 NOT_UPLOADED = ("A file in this request was not uploaded to this app: upload it first (POST /gradio_api/upload, or "
                 "handle_file with gradio_client) and send the path that returns.")  # fmt: skip
 

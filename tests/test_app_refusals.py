@@ -129,10 +129,10 @@ def test_gradio_client_gets_the_same_sentence(server, inputs, tmp_path):  # noqa
 # ------------------------------------------------------------------------------------------ the documented curl sequence
 
 
-def readme_curl_block() -> list[str]:
+def documented_curl_block() -> list[str]:
     """The commands of docs/app.md's curl block (a command's continuation lines joined to it; comments dropped)."""
     text = (REPO_ROOT / "docs" / "app.md").read_text()
-    section = text[text.index("### API\n") :]
+    section = text[text.index("## API\n") :]
     block = re.search(r"With curl.*?```bash\n(.*?)```", section, flags=re.DOTALL).group(1)
     commands: list[str] = []
     for line in block.splitlines():
@@ -147,8 +147,8 @@ def readme_curl_block() -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_readme_curl_sequence_runs_against_the_app(server, inputs, tmp_path):  # noqa: F811
-    commands = readme_curl_block()
+def test_documented_curl_sequence_runs_against_the_app(server, inputs, tmp_path):  # noqa: F811
+    commands = documented_curl_block()
     assert [c.split()[0].split("=")[0] for c in commands] == ["URL", "curl", "curl", "curl", "curl"]
     # The short clip instead of the demo files (the README's other values as written: 20 steps, guidance 1.5).
     shutil.copy(inputs["video"], tmp_path / "demo_video.mp4")
@@ -176,3 +176,11 @@ def test_readme_curl_sequence_runs_against_the_app(server, inputs, tmp_path):  #
     assert run(commands[4]) == ""
     info = media.probe(tmp_path / "lipsync.mp4")
     assert info.num_frames == math.ceil(SHORT_SECONDS * media.VIDEO_FPS) == 8
+
+
+def test_the_value_check_knows_every_parameter_of_the_endpoint():
+    """The refusal sentences list the endpoint's parameters from app.API_PARAMETERS: it must be the endpoint's own
+    list (a parameter appended to /lipsync and not here would make a valid 17-value call "too few")."""
+    from .test_app import PARAMETERS
+
+    assert app.API_PARAMETERS == PARAMETERS
