@@ -13,11 +13,11 @@ from latentsync.app_support import (
     RESTORE_SECONDS_PER_FRAME,
     LipSyncJob,
     PipelineCache,
-    _extra_settings,
     describe_result,
     gpu_seconds,
     make_options,
 )
+from latentsync.app_support.summary import _extra_settings
 from latentsync.errors import InputError
 from latentsync.inference.pipeline import LipSyncOptions
 
@@ -54,7 +54,7 @@ def test_a_smoke_request_with_restoration_runs(tmp_path, monkeypatch):
         options = make_options(1, 1.0, 7, restore=True, restore_strength=1.0)
         job = LipSyncJob(str(DEMO_VIDEO), str(audio), str(tmp_path / "o.mp4"), "1.5", options, video_seconds=2.0,
                          audio_seconds=0.24, smoke=True)  # fmt: skip
-        result = cache.run(job)
+        result = cache.run(job).result
         assert result.num_frames == 6 and media.probe(result.output).num_frames == 6
         assert "face restoration (strength 1)" in describe_result(result, job)
     finally:
