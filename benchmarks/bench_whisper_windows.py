@@ -43,12 +43,12 @@ from latentsync.models.whisper import (
     tiny_whisper_dims,
     write_random_whisper_checkpoint,
 )
+from latentsync.models.whisper_windows import boundary_jump_factor, consecutive_jumps
 
 DEMO_SPEECH = REPO / "assets" / "demo_speech.wav"
 CHECK_SECONDS = 75  # the clip: old boundaries at 30 s and 60 s
 COST_SECONDS = (75, 300)
 OLD_BOUNDARIES = (1500, 3000)  # 30 s and 60 s in 50 Hz steps
-NEAR_STEPS = 50  # 1 s
 FRAMES_PER_READ = 16  # the pipeline's frames per UNet call
 # Whisper tiny's real dimensions (as benchmarks/bench_gpu.py), with random weights.
 FULL_SIZE_DIMS = dict(tiny_whisper_dims(), n_audio_state=384, n_audio_head=6, n_vocab=51865, n_text_ctx=448,
@@ -61,18 +61,6 @@ def speech(seconds: float) -> np.ndarray:
     return np.tile(audio, -(-samples // audio.size))[:samples]
 
 
-def jumps(features: torch.Tensor) -> torch.Tensor:
-    flat = features.reshape(features.shape[0], -1).double().cpu()  # (L, H·d)
-    return (flat[1:] - flat[:-1]).norm(dim=1)  # jump t -> t + 1 at position t + 0.5
-
-
-def jump_factor(features: torch.Tensor, points: list[int]) -> float:
-    j = jumps(features)
-    position = torch.arange(len(j), dtype=torch.float64) + 0.5
-    near = torch.zeros(len(j), dtype=torch.bool)
-    for point in points:
-        near |= (position - point).abs() <= NEAR_STEPS
-    return (j[near].max() / torch.quantile(j[~near], 0.99)).item()
 
 
 def synchronise(device: torch.device) -> None:
@@ -105,8 +93,8 @@ def measure(name: str, encoder: WhisperAudioEncoder, cost: bool, repeats: int) -
     row: dict = {"model": name, "check_points_steps": points}
     for windows in WINDOW_SCHEMES:
         features = encoder.encode(clip, windows)
-        top_two = sorted(jumps(features).topk(2).indices.tolist())
-        row[windows] = {"jump_factor": round(jump_factor(features, points), 3), "largest_jumps_at_steps": top_two}
+        top_two = sorted(consecutive_jumps(features).topk(2).indices.tolist())
+        row[windows] = {"jump_factor": round(boundary_jump_factor(features, points), 3), "largest_jumps_at_steps": top_two}
     if cost:
         materialise_seconds(encoder, speech(1), "seamless")  # warm-up: first-call allocations
         for seconds in COST_SECONDS:

@@ -23,13 +23,13 @@ from latentsync.models.whisper import (
     tiny_whisper_dims,
     write_random_whisper_checkpoint,
 )
+from latentsync.models.whisper_windows import boundary_jump_factor, consecutive_jumps
 
 from .conftest import DEMO_AUDIO
 from .test_whisper import explicit_log_mel, reference_hidden_states
 
 SPEECH_SECONDS = 75  # the issue's check: the demo sentence repeated to 75 s (old boundaries at 30 s and 60 s)
 OLD_BOUNDARIES = (1500, 3000)  # steps of 30 s and 60 s
-NEAR_STEPS = 50  # "within 1 s" of a boundary or a cross-fade point, in 50 Hz steps
 MIN_CONTEXT_STEPS = 200  # 4 s: the least distance of a step from the edges of a window it is read from
 TINY_CHECKPOINTS_SEED = 1  # write_tiny_checkpoints(seed=0) writes its Whisper with seed 1: the smoke-mode encoder
 SEEDS = range(5)  # random tiny Whispers (today's factor: 1.65 to 3.06 among them)
@@ -160,21 +160,6 @@ def test_every_step_is_read_from_whole_windows_of_the_documented_recipe(encoders
 
 
 # ---- the issue's measured check ----------------------------------------------------------------------------------
-def consecutive_jumps(features: torch.Tensor) -> torch.Tensor:
-    """L2 distance between consecutive steps, all hidden states together: (L − 1,)."""
-    flat = features.reshape(features.shape[0], -1).double()  # (L, H·d)
-    return (flat[1:] - flat[:-1]).norm(dim=1)
-
-
-def boundary_jump_factor(features: torch.Tensor, points: list[int]) -> float:
-    """Largest jump within 1 s of ``points`` / the 99th percentile of the jumps elsewhere (the issue's measure; the
-    jump t → t + 1 sits at t + ½). benchmarks/bench_whisper_windows.py computes the same figure."""
-    jumps = consecutive_jumps(features)
-    position = torch.arange(len(jumps), dtype=torch.float64) + 0.5
-    near = torch.zeros(len(jumps), dtype=torch.bool)
-    for point in points:
-        near |= (position - point).abs() <= NEAR_STEPS
-    return (jumps[near].max() / torch.quantile(jumps[~near], 0.99)).item()
 
 
 def check_points(lazy) -> list[int]:

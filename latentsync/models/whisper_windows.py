@@ -119,3 +119,24 @@ def _seamless_plan(num_steps: int) -> WindowPlan:
     segments.append(Segment(first, num_steps, count - 1))
     windows = tuple(EncoderWindow(start, MEL_FRAMES_PER_WINDOW) for start in starts)
     return WindowPlan("seamless", num_steps, windows, tuple(segments))
+
+
+# The issue's measure of a boundary glitch (README: "Long speech"), shared by tests/test_whisper_windows.py and
+# benchmarks/bench_whisper_windows.py.
+JUMP_NEAR_STEPS = WHISPER_FRAMES_PER_SECOND  # "within 1 s" of a boundary or a cross-fade point, in 50 Hz steps
+
+
+def consecutive_jumps(features: torch.Tensor) -> torch.Tensor:
+    """L2 distance between consecutive feature steps ``(L, ...)`` -> ``(L - 1,)``; jump t -> t + 1 sits at t + 1/2."""
+    flat = features.reshape(features.shape[0], -1).double().cpu()  # (L, H·d)
+    return (flat[1:] - flat[:-1]).norm(dim=1)
+
+
+def boundary_jump_factor(features: torch.Tensor, points: list[int], near_steps: int = JUMP_NEAR_STEPS) -> float:
+    """Largest jump within ``near_steps`` of ``points`` over the 99th percentile of the jumps elsewhere."""
+    jumps = consecutive_jumps(features)
+    position = torch.arange(len(jumps), dtype=torch.float64) + 0.5
+    near = torch.zeros(len(jumps), dtype=torch.bool)
+    for point in points:
+        near |= (position - point).abs() <= near_steps
+    return (jumps[near].max() / torch.quantile(jumps[~near], 0.99)).item()
