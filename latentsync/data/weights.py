@@ -16,15 +16,13 @@ MODEL_STAGES = ("faces", "sync", "quality")
 
 def _face_weight_files(backend: str, face_dir: Path | None) -> list[Path]:
     """The files the landmark backend loads: face-alignment's detector and the landmark network it prefers (its
-    1.5 plain file over the 1.4 TorchScript archive, as :class:`FaceAlignmentBackend` does); dlib's model ships
+    1.5 plain file over the 1.4 TorchScript archive: the backend's own :func:`weight_files`); dlib's model ships
     inside a PyPI package (its version is part of the environment, not of the checkpoints)."""
-    from latentsync.checkpoints import FACE_ALIGNMENT_DETECTOR_FILE, FACE_ALIGNMENT_FAN_FILES
-
     if backend != "face_alignment" or face_dir is None:
         return []
-    fan = next((face_dir / name for name in FACE_ALIGNMENT_FAN_FILES if (face_dir / name).is_file()),
-               face_dir / FACE_ALIGNMENT_FAN_FILES[0])  # fmt: skip
-    return [face_dir / FACE_ALIGNMENT_DETECTOR_FILE, fan]
+    from latentsync.faces.backend_face_alignment import weight_files
+
+    return list(weight_files(face_dir))
 
 
 def stage_weight_files(stage: str, options: DataOptions) -> tuple[str | None, list[Path]]:

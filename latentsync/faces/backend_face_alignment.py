@@ -79,6 +79,13 @@ def _fan_state_dict_from_torchscript(path: Path) -> dict[str, torch.Tensor]:
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
+def weight_files(folder: Path) -> tuple[Path, Path]:
+    """(detector, landmark network) this backend loads from ``folder``: 2D-FAN-4 as face-alignment 1.5's plain file
+    when it is there, else 1.4's TorchScript archive."""
+    fan = folder / FAN_FILE
+    return folder / DETECTOR_FILE, fan if fan.is_file() else folder / FAN_TORCHSCRIPT_FILE
+
+
 def weights_digest(paths: list[Path]) -> str:
     """SHA-256 over the bytes of ``paths``, in order: which weights a face track came from (the face-track
     cache's key holds it, so random test weights and the real ones never share tracks; a copy still hits)."""
@@ -204,7 +211,7 @@ class FaceAlignmentBackend:
             _load_strict(fan, _load_state_dict(fan_path), fan_path)
         else:
             _load_strict(fan, _fan_state_dict_from_torchscript(torchscript_path), torchscript_path)
-        weights_id = weights_digest([detector_path, fan_path if fan_path.is_file() else torchscript_path])
+        weights_id = weights_digest(list(weight_files(folder)))
         return cls(detector, fan, device=device, max_detect_side=max_detect_side, weights_id=weights_id)
 
     @torch.no_grad()
