@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "latentsync"
 # Lowest first. A room is a sub-package (or a top-level module); rooms on one line are independent of each other.
 LAYERS = [
     {"errors"},  # the one exception type for a user's input
-    {"devices", "cli_common", "checkpoints"},  # shared leaves
+    {"devices", "cli_common", "checkpoints", "lazy"},  # shared leaves
     {"media"},  # file I/O at the model's rates
     {"faces", "models"},  # stage rooms: face analysis and paste-back; the networks
     {"sync"},  # SyncNet scoring (Sync-C / Sync-D)

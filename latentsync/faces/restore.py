@@ -18,7 +18,6 @@ generated mouth by GFPGAN's idea of one; 1.0 takes the restored face wholly insi
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import cv2
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from latentsync.faces.alignment import geometry_for
+from latentsync.lazy import Lazy
 
 # The FFHQ five-point template for a 512 px face (image-left eye, image-right eye, nose tip, mouth corners), §16.
 FFHQ_TEMPLATE_512 = np.array(
@@ -166,16 +166,5 @@ class FaceRestorer:
         return out
 
 
-class LazyRestorer:
+class LazyRestorer(Lazy[FaceRestorer]):
     """Loads a :class:`FaceRestorer` on first use (the weights may need a download), once per process."""
-
-    def __init__(self, load: Callable[[], FaceRestorer]):
-        self._load = load
-        self._restorer: FaceRestorer | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> FaceRestorer:
-        with self._lock:
-            if self._restorer is None:
-                self._restorer = self._load()
-            return self._restorer

@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which face speaks when there are several: 'largest' (default), or a point x,y on that "
                              "face in the first frame with faces, in pixels (e.g. 420,180) or as fractions of the "
                              "width and height when both are <= 1 (e.g. 0.7,0.4); the other faces are untouched")
+    parser.add_argument("--speakers", default=None, metavar="FILE|auto",
+                        help="a conversation: lip-sync several faces, each only during its turns. FILE: a timeline "
+                             "(CSV rows start,end,speaker or JSON; speaker = a face id from `python -m "
+                             "latentsync.faces VIDEO` or a point x,y on the face; docs/conversations.md). auto: find "
+                             "who speaks when from the video's own soundtrack. The timeline used and the numbered "
+                             "faces are written next to the output (OUTPUT.speakers.csv, OUTPUT.faces.png)")
     parser.add_argument("--length-mode", default="pingpong", choices=LENGTH_MODES,
                         help="when audio and video differ: the output lasts as long as the audio and a shorter video "
                              "is played back and forth (pingpong, default), looped from its start (loop) or held on "
@@ -131,6 +137,23 @@ class TqdmProgress:
             self.bar = None
 
 
+def speakers_text(value: str | None) -> str:
+    """--speakers: "" (not given), "auto", or the timeline file's contents."""
+    if value is None:
+        return ""
+    if value.strip().lower() == "auto":
+        return "auto"
+    from latentsync.errors import InputError
+
+    path = Path(value)
+    if not path.is_file():
+        raise InputError(f"--speakers: no timeline file {value} (give a CSV or JSON file of turns, or auto)")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"--speakers: could not read {path.name} as text ({err})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -148,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                                  crf=args.crf, face_cache=not args.no_face_cache,
                                  cache_interval=args.cache_interval, overlap=not args.no_overlap,
                                  low_memory=args.low_memory, whisper_windows=whisper_windows,
-                                 restore=args.restore)  # fmt: skip
+                                 restore=args.restore, speakers=speakers_text(args.speakers))  # fmt: skip
         options.check()
         check_files_exist(args, "video", "audio")
         media.check_output_path(args.output, inputs=(args.video, args.audio))
@@ -160,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
             from latentsync.checkpoints import resolve_release_file
 
             resolve_release_file("gfpgan_v1.4", args.checkpoints)
+        if options.speakers == "auto":  # SyncNet finds who speaks (a download on first use): before the models too
+            from latentsync.checkpoints import resolve_syncnet_v2
+
+            resolve_syncnet_v2(args.version, args.checkpoints)
         # 2. Load and run.
         pipeline = load_pipeline(args.version, device=device, dtype=dtype, checkpoints_dir=args.checkpoints,
                                  compile=args.compile)  # fmt: skip

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from latentsync import media
+from latentsync.errors import InputError
 from latentsync.faces import FaceTrack, FaceTracker, LandmarkBackend, LandmarkSmoothing, resolve_track
+from latentsync.faces.multi_track import MultiFaceTracker, MultiTrackResult
 from latentsync.faces.tracking import DEFAULT_MAX_GAP
 
 # Frames per decoded chunk: four 16-frame UNet windows (64 RGB frames of 1080p ≈ 400 MB held at a time).
@@ -85,8 +87,27 @@ def track_video(backend: LandmarkBackend, video: Path, info: media.MediaInfo, fp
     return track, False
 
 
+def track_every_face(backend: LandmarkBackend, video: Path, info: media.MediaInfo, fps: Fraction, count: int | None,
+                     copy_path: Path | None, progress: Progress) -> tuple[MultiTrackResult, np.ndarray]:  # fmt: skip
+    """Every face track of the first ``count`` frames at ``fps`` (all if None) for a conversation, and the first
+    frame; with ``copy_path``, also the constant-rate copy. Not cached: the cache holds one-face tracks."""
+    tracker = MultiFaceTracker(backend)
+    first: list[np.ndarray] = []
+
+    class _Feed:  # keeps the first frame while the tracker sees every chunk
+        def update(self, chunk: np.ndarray) -> None:
+            if not first:
+                first.append(chunk[0].copy())
+            tracker.update(chunk)
+
+    read_frames(video, info, fps, count, copy_path, "analysing faces", progress, _Feed())
+    if not first:
+        raise InputError(f"{video.name}: no frame could be read")
+    return tracker.finish(), first[0]
+
+
 def read_frames(video: Path, info: media.MediaInfo, fps: Fraction, count: int | None, copy_path: Path | None,
-                stage: str, progress: Progress, tracker: FaceTracker | None = None) -> None:  # fmt: skip
+                stage: str, progress: Progress, tracker: FaceTracker | MultiFaceTracker | None = None) -> None:  # fmt: skip
     """Decode the first ``count`` frames at ``fps`` (all if None) in chunks, feeding them to ``tracker`` and to the
     constant-rate copy at ``copy_path`` (written atomically: nothing is left there if this raises), and report
     ``stage`` progress per chunk."""

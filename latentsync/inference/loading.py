@@ -36,6 +36,7 @@ def load_pipeline(
     """
     from latentsync.faces import load_landmark_backend
     from latentsync.faces.restore import LazyRestorer
+    from latentsync.lazy import Lazy
     from latentsync.models.unet_checkpoint import load_unet_checkpoint
     from latentsync.models.unet_config import UNetConfig
     from latentsync.models.vae import LatentVae
@@ -71,7 +72,18 @@ def load_pipeline(
         version=version,
         sync_scorer=SyncScorer.from_checkpoint(syncnet_path, device) if syncnet_path else None,
         face_restorer=LazyRestorer(functools.partial(load_face_restorer, checkpoints_dir, device)),
+        speaker_scorer=Lazy(functools.partial(load_speaker_scorer, version, checkpoints_dir, device, revision)),
     )
+
+
+def load_speaker_scorer(version: str = "1.5", checkpoints_dir: str | os.PathLike | None = None,
+                        device: str | torch.device = "cpu", revision: str | None = None):  # fmt: skip
+    """The original SyncNet (:class:`~latentsync.sync.SyncScorer`) that finds who speaks for ``speakers="auto"``:
+    ``auxiliary/syncnet_v2.model`` of ``checkpoints_dir`` (or ``$LATENTSYNC_CHECKPOINTS``), else the Hub cache,
+    downloading it once."""
+    from latentsync.sync import SyncScorer
+
+    return SyncScorer.from_checkpoint(resolve_syncnet_v2(version, checkpoints_dir, revision=revision), device)
 
 
 def load_face_restorer(checkpoints_dir: str | os.PathLike | None = None, device: str | torch.device = "cpu"):

@@ -41,9 +41,19 @@ from latentsync import media
 from latentsync.inference.audio_features import audio_windows
 from latentsync.errors import InputError
 from latentsync.inference.face_pass import DECODE_CHUNK
-from latentsync.faces import anchor_points, estimate_affines, latent_mask, mouth_mask, warp_faces
+from latentsync.faces import FaceTrack, anchor_points, estimate_affines, latent_mask, mouth_mask, warp_faces
+from latentsync.faces.multi_track import MultiTrackResult
 from latentsync.faces.detection import MIN_FACE_HEIGHT, MIN_FACE_WIDTH
 from latentsync.faces.restore import DEFAULT_STRENGTH as DEFAULT_RESTORE_STRENGTH  # noqa: F401 -- for CLI, app
+from latentsync.inference.conversation import (
+    SpeakerLane,
+    build_lanes,
+    describe_turns,
+    parse_speakers,
+    turn_frames_without_face,
+    turns_used,
+    write_side_files,
+)
 from latentsync.inference.frame_sources import StillFrames, VideoFrames, batched
 from latentsync.inference.generation_windows import (
     GeneratedWindow,
@@ -61,6 +71,8 @@ from latentsync.inference.native_fps import native_rate_frames
 from latentsync.inference.output_plan import OutputPlan, plan_output
 from latentsync.sync import SyncScore
 from latentsync.sync.mfcc import num_windows
+from latentsync.inference.speaker_detection import SpeakerDetectionConfig, detect_speakers
+from latentsync.inference.speaker_timeline import ResolvedTurn, Turn, resolve_turns
 from latentsync.inference.timeline import AUDIO_LENGTH_MODES, LENGTH_MODES
 
 FRAMES_PER_CALL = 16  # the UNet was trained on 16-frame windows; its ResNet GroupNorms span all frames of a call
@@ -82,6 +94,7 @@ DDIM_CONFIG = {
 }
 
 ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
+SPEAKER_DETECTION = SpeakerDetectionConfig()  # how speakers="auto" turns SyncNet confidences into turns
 _paste_window = paste_window  # the name the call uses, so that a test can inject a fault on the paste-back thread
 
 
@@ -122,6 +135,10 @@ class LipSyncOptions:
     # strength from 0 to 1 (DEFAULT_RESTORE_STRENGTH = 0.5 keeps half of the lip-sync output; 1 takes the restored
     # face wholly). Fixed noise, so it adds no flicker. Needs GFPGANv1.4.pth (downloaded once, ~333 MiB).
     restore: float = 0.0
+    # A conversation: several faces, each lip-synced only during its turns. "" (default): one face (``speaker``).
+    # "auto": who speaks when is found from the video's own soundtrack (SyncNet). Otherwise a timeline as text, CSV
+    # rows ``start,end,speaker`` or JSON (docs/conversations.md); a speaker is a face id or a point "x,y" on the face.
+    speakers: str = ""
 
     def check(self) -> None:
         if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
@@ -149,6 +166,13 @@ class LipSyncOptions:
             raise InputError(
                 f"restore must be a number from 0 (off) to 1 (the face restorer's strength), got {self.restore!r}"
             )
+        if self.speakers:
+            parse_speakers(self.speakers)
+            if self.speaker != LARGEST_FACE:
+                raise InputError("give either speaker (one face) or speakers (a conversation's turns), not both")
+            for name, why in (("native_fps", "the model's 25 fps"), ("score_sync", "one face's Sync-C / Sync-D")):
+                if getattr(self, name) is True:
+                    raise InputError(f"speakers (a conversation) works with {why} only: turn {name} off")
         for name in ("score_sync", "score_input", "native_fps", "face_cache", "overlap", "low_memory"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -174,6 +198,14 @@ class LipSyncResult:
     photo: bool = False  # the "video" was a still image
     face_track_cached: bool = False  # face analysis was skipped: the track came from the cache
     silent_audio: bool = False  # the audio the mouth follows has no sample above -50 dBFS (media.is_silent)
+    # A conversation (LipSyncOptions.speakers): the turns applied (face ids, seconds of the video), whether they were
+    # found automatically, frames of a face's turns where it was not found (face id -> frames, passed through), and
+    # the timeline (CSV) and numbered first frame (PNG) written next to the output.
+    speaker_turns: tuple[Turn, ...] | None = None
+    speakers_detected: bool = False
+    turn_frames_without_face: dict[int, int] | None = None
+    speakers_file: Path | None = None
+    faces_image: Path | None = None
 
     def _length_text(self) -> str:
         if self.photo:
@@ -203,6 +235,13 @@ class LipSyncResult:
         )
         if self.face_track_cached:
             text += "; face track reused from the cache"
+        if self.speaker_turns is not None:
+            how = "found in the video's own soundtrack" if self.speakers_detected else "from the timeline"
+            text += f"; speaker turns ({how}): {describe_turns(list(self.speaker_turns))}"
+            for face_id, frames in sorted((self.turn_frames_without_face or {}).items()):
+                text += f"; face {face_id} was not found in {frames} frames of its turns (passed through)"
+            if self.speakers_file is not None:
+                text += f"; timeline written to {self.speakers_file.name}, numbered faces to {self.faces_image.name}"
         text += f"; took {self.seconds:.1f} s"
         if self.small_face_frames:
             text += (
@@ -226,7 +265,8 @@ class LipSyncPipeline:
     """Models, face backend and settings, loaded once; call it per request (it mutates nothing shared)."""
 
     def __init__(self, *, unet, audio_encoder, vae, face_backend, resolution: int, device: torch.device,
-                 dtype: torch.dtype, version: str = "1.5", sync_scorer=None, face_restorer=None):  # fmt: skip
+                 dtype: torch.dtype, version: str = "1.5", sync_scorer=None, face_restorer=None,
+                 speaker_scorer=None):  # fmt: skip
         if audio_encoder.feature_dim != unet.config.cross_attention_dim:
             raise ValueError(
                 f"the Whisper encoder gives {audio_encoder.feature_dim}-d features but the UNet attends to "
@@ -236,6 +276,9 @@ class LipSyncPipeline:
         self.sync_scorer = sync_scorer  # optional SyncScorer for LipSyncOptions.score_sync
         # optional for LipSyncOptions.restore: a FaceRestorer, or a LazyRestorer that loads one on first use
         self.face_restorer = face_restorer
+        # optional for LipSyncOptions.speakers="auto": a SyncScorer, or a Lazy that loads one on first use
+        # (sync_scorer, when given, serves too)
+        self.speaker_scorer = speaker_scorer
         self.resolution, self.device, self.dtype, self.version = resolution, torch.device(device), dtype, version
         self.pixel_mask = torch.from_numpy(mouth_mask(resolution)).to(self.device, dtype)  # (res, res), 1 = keep
         self.latent_mask = torch.from_numpy(latent_mask(resolution)).to(self.device, dtype)  # (res/8, res/8)
@@ -261,6 +304,12 @@ class LipSyncPipeline:
                 f"use one of {', '.join(AUDIO_LENGTH_MODES)} (a photo is shown for the whole speech)"
             )
         point = speaker_point(options.speaker, info.width, info.height)
+        conversation = bool(options.speakers)
+        if conversation and photo:
+            raise InputError(f"speakers: {info.path.name} is a photo, one frame with nothing to take turns in; give a "
+                             "video, or use speaker (a point on the one face to lip-sync)")  # fmt: skip
+        if conversation and parse_speakers(options.speakers) is None:
+            self._speaker_scorer()  # loads (or fails to find) SyncNet before any heavy work
         media.check_output_path(output, inputs=(video, audio), create_folders=True)
         fps = media.native_fps(info) if options.native_fps and not photo else Fraction(media.VIDEO_FPS)
         speech = media.load_audio(audio)
@@ -276,7 +325,15 @@ class LipSyncPipeline:
             count = None if options.length_mode == "video" else num_out_audio
             may_repeat = not photo and count is not None and info.frames_at(fps) < count
             copy_path = Path(workdir) / "frames.mp4" if may_repeat else None
-            if photo:
+            if conversation:
+                faces, first_frame = face_pass.track_every_face(self.face_backend, Path(video), info, fps, count,
+                                                                copy_path, progress)  # fmt: skip
+                turns, detected = self._speaker_turns(options.speakers, Path(video), info, faces, progress)
+                lanes = build_lanes(faces, turns, self.resolution)
+                track = _union_track(faces.num_frames, lanes)
+                cached = False
+                source = None
+            elif photo:
                 still = media.read_image(video, info)
                 track, cached = face_pass.track_photo(self.face_backend, still, point), False
                 source = StillFrames(still)
@@ -290,7 +347,8 @@ class LipSyncPipeline:
             if options.score_sync and num_windows(len(plan.model_sources), len(plan.waveform)) < 1:
                 raise InputError("Sync scores need at least 0.24 s of audio (six video frames); untick them for clips this short.")
             matrices = np.full((track.num_frames, 2, 3), np.nan, np.float32)
-            matrices[track.valid] = estimate_affines(anchor_points(track.landmarks[track.valid]), self.resolution)
+            if not conversation:
+                matrices[track.valid] = estimate_affines(anchor_points(track.landmarks[track.valid]), self.resolution)
             # 4. Whisper features, evaluated lazily: the log-mel maximum of the whole clip now (the reference
             # normalises over the whole clip), the encoder one 30-s window at a time as the chunks need it.
             progress("audio features", 0, 1)
@@ -304,7 +362,11 @@ class LipSyncPipeline:
                 read_info = media.probe(read_path) if use_copy else info
                 source = VideoFrames(read_path, read_info, fps, (info.height, info.width))
             timer = overlap.StageTimes()  # busy seconds per stage, for LipSyncResult.stage_busy
-            if fps == media.VIDEO_FPS:
+            if conversation:
+                frames = batched(source.frames(plan.schedule), FRAMES_PER_CALL)
+                generated = self._generate_conversation(frames, plan.schedule, lanes, features, options, progress,
+                                                        timer, restore)  # fmt: skip
+            elif fps == media.VIDEO_FPS:
                 frames = batched(source.frames(plan.schedule), FRAMES_PER_CALL)
                 generated = self._generate(frames, plan.schedule, track.valid, matrices, features, options, progress,
                                            timer, track.landmarks)  # fmt: skip
@@ -317,7 +379,7 @@ class LipSyncPipeline:
             with media.VideoWriter(output, width=info.width, height=info.height, fps=fps, audio=audio,
                                    crf=options.crf, audio_seconds=plan.audio_seconds,
                                    create_folders=True) as writer:  # fmt: skip
-                if fps == media.VIDEO_FPS and options.overlap:
+                if fps == media.VIDEO_FPS and options.overlap and not conversation:
                     # Paste-back and encoding drain the denoiser on worker threads, in order (bounded queues).
                     stages = [overlap.Stage("paste", paste), overlap.Stage("encode", writer.write)]
                     with overlap.drained(stages, timer=timer) as sink:
@@ -342,7 +404,16 @@ class LipSyncPipeline:
                     progress("sync scores", 1, passes)
                 after = self.sync_scorer.score(media.iter_video_frames(output, DECODE_CHUNK), boxes, plan.waveform)
                 progress("sync scores", passes, passes)
+            side_files = (None, None)
+            if conversation:  # the timeline used and the numbered faces, beside the output, for a corrected re-run
+                used = turns_used(turns, media.VIDEO_FPS)
+                side_files = write_side_files(output, used, faces, first_frame)
             progress("done", 1, 1)
+        speaker_fields = {}
+        if conversation:
+            speaker_fields = dict(speaker_turns=tuple(used), speakers_detected=detected,
+                                  turn_frames_without_face=turn_frames_without_face(turns, lanes),
+                                  speakers_file=side_files[0], faces_image=side_files[1])  # fmt: skip
         return LipSyncResult(
             output=Path(output),
             num_frames=num_out,
@@ -360,7 +431,66 @@ class LipSyncPipeline:
             face_track_cached=cached,
             silent_audio=media.is_silent(plan.waveform),
             stage_busy=dict(timer.busy),
+            **speaker_fields,
         )
+
+    # ------------------------------------------------------------------------------------------------ conversations
+
+    def _speaker_scorer(self):
+        """The SyncNet that finds who speaks (``speakers="auto"``), loaded on first use."""
+        scorer = self.sync_scorer if self.sync_scorer is not None else self.speaker_scorer
+        if scorer is None:
+            raise ValueError("speakers='auto' needs SyncNet: load the pipeline with load_pipeline(...), which "
+                             "provides it, or pass speaker_scorer= to LipSyncPipeline")  # fmt: skip
+        return scorer.get() if hasattr(scorer, "get") else scorer
+
+    def _speaker_turns(self, speakers: str, video: Path, info: media.MediaInfo, faces: MultiTrackResult,
+                       progress: ProgressCallback) -> tuple[list[ResolvedTurn], bool]:  # fmt: skip
+        """The turns of ``speakers`` tied to face tracks, and whether they were found automatically."""
+        timeline = parse_speakers(speakers)
+        if timeline is not None:
+            return resolve_turns(timeline, faces), False
+        if not info.has_audio:
+            raise InputError(f"speakers='auto' finds who speaks from the video's own soundtrack, and {info.path.name} "
+                             "has none; give a timeline of turns instead (docs/conversations.md)")  # fmt: skip
+        progress("finding who speaks", 0, 1)
+        chunks = lambda: media.iter_video_frames(video, DECODE_CHUNK, count=faces.num_frames, info=info,  # noqa: E731
+                                                 fps=Fraction(media.VIDEO_FPS))  # fmt: skip
+        timeline = detect_speakers(self._speaker_scorer(), chunks, faces, media.load_audio(video), SPEAKER_DETECTION)
+        progress("finding who speaks", 1, 1)
+        return resolve_turns(timeline, faces), True
+
+    def _generate_conversation(self, batches: Iterator[np.ndarray], schedule: np.ndarray, lanes: list[SpeakerLane],
+                               features: torch.Tensor, options: LipSyncOptions, progress: ProgressCallback,
+                               timer: overlap.StageTimes,
+                               restore: Callable[..., np.ndarray] | None) -> Iterator[np.ndarray]:  # fmt: skip
+        """Output frames at 25 fps: in each window, every lane's face with a turn there re-generated and pasted back
+        (then restored, with ``restore``), weighted by the lane's fade; all other pixels untouched."""
+        noise, generator = self._initial_noise(options)
+        denoisers = {lane.track_id: self._denoiser(options) for lane in lanes}  # a step cache per face
+        total = math.ceil(len(schedule) / FRAMES_PER_CALL)
+        for k, (start, frames) in enumerate(numbered(batches)):
+            progress("lip sync", k, total)
+            sources = schedule[start : start + len(frames)]
+            out = frames
+            for lane in lanes:
+                keep = lane.active[sources]
+                if not keep.any():
+                    continue
+                matrices = lane.matrices[sources[keep]]
+                with timer.measure("prepare"):
+                    prepared = self._prepare_faces(frames[keep], matrices, generator, _vae_batch(options))
+                audio = audio_windows(features, start, len(frames))[torch.from_numpy(keep).to(features.device)]
+                with timer.measure("denoise"):
+                    faces = self._denoise_faces(prepared, audio, noise, options, denoisers[lane.track_id])
+                with timer.measure("paste"):
+                    window = GeneratedWindow(out, keep, faces, matrices, lane.track.landmarks[sources[keep]])
+                    pasted = _paste_window(window)
+                    if restore is not None:
+                        pasted = restore_frames(pasted, keep, window.landmarks, matrices, restore)
+                    out = blend_frames(out, pasted, lane.weight[sources])
+            yield out
+        progress("lip sync", total, total)
 
     # ------------------------------------------------------------------------------------------------ steps
 
@@ -506,6 +636,30 @@ class LipSyncPipeline:
         # Not clamped here: the reference resizes the face to the crop size first and clamps after the inverse
         # warp (README §4.10), which paste_back does; clamping first moves pixels where the VAE overshoots.
         return (decoded * (1 - keep) + pixels * keep).float()
+
+
+def blend_frames(before: np.ndarray, after: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Frames ``before + weight * (after - before)`` per frame, rounded to uint8: weight 1 gives ``after`` and weight
+    0 ``before`` exactly, and pixels that ``after`` left unchanged stay exactly as they were."""
+    full = weight >= 1.0
+    if full.all():
+        return after
+    out = after.copy()
+    for i in np.flatnonzero(~full):
+        mixed = before[i].astype(np.float32) + float(weight[i]) * (after[i].astype(np.float32) - before[i])
+        out[i] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    return out
+
+
+def _union_track(num_frames: int, lanes: list[SpeakerLane]) -> FaceTrack:
+    """The frames any conversation lane lip-syncs, as a FaceTrack for the output plan and the result's counts."""
+    valid = np.zeros(num_frames, bool)
+    small = np.zeros(num_frames, bool)
+    for lane in lanes:
+        valid |= lane.active
+        small |= lane.active & lane.track.small
+    nan = np.full((num_frames, 68, 2), np.nan, np.float32)
+    return FaceTrack(landmarks=nan, boxes=np.full((num_frames, 4), np.nan, np.float32), valid=valid, small=small)
 
 
 def _restored_native(frames: Iterator[np.ndarray], schedule: np.ndarray, track, matrices: np.ndarray,

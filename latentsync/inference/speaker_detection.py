@@ -7,12 +7,16 @@ missing in part of the window. :func:`decide_speakers` (pure logic, tested on co
 track with the highest confidence at least ``on_threshold`` speaks; a speaker keeps the turn while its confidence
 stays at least ``off_threshold`` and no other track beats it by ``switch_margin`` (hysteresis); with
 ``allow_overlap`` a second track above ``on_threshold`` speaks too; runs shorter than ``min_turn_seconds`` are
-dropped, and a speaker's pauses shorter than that which no other face fills are closed. The result is a :mod:`~latentsync.inference.speaker_timeline` (face ids), which a user can correct.
-Not wired into the pipeline yet.
+dropped, and a speaker's pauses shorter than that which no other face fills are closed. The result is a
+:mod:`~latentsync.inference.speaker_timeline` (face ids), which a user can correct.
+
+The scorer streams: the video is decoded once per face track (chunks of frames, never the whole video in memory),
+so memory does not grow with the video's length; the audio embeddings are computed once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,11 +124,23 @@ def decide_speakers(scores: np.ndarray, starts: np.ndarray, num_frames: int,
     return sorted(turns, key=lambda t: (t.start, t.face_id))
 
 
-def score_tracks(scorer, frames: np.ndarray, result: MultiTrackResult, audio: np.ndarray,
+FrameSource = np.ndarray | Callable[[], Iterable[np.ndarray]]
+
+
+def _chunks(frames: FrameSource) -> tuple[Callable[[], Iterable[np.ndarray]], int | None]:
+    """(a factory of fresh chunk iterators, the frame count if known) for an array or a factory."""
+    if isinstance(frames, np.ndarray):
+        return (lambda: [frames]), len(frames)
+    return frames, None
+
+
+def score_tracks(scorer, frames: FrameSource, result: MultiTrackResult, audio: np.ndarray,
                  config: SpeakerDetectionConfig = SpeakerDetectionConfig()) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Sync-C of every track in sliding windows -> (scores (tracks, windows) float64 with NaN where the face is
     missing in the window, window start frames). ``scorer``: a :class:`latentsync.sync.SyncScorer`; ``frames``:
-    (N, H, W, 3) uint8 RGB at 25 fps; ``audio``: the video's own 16 kHz mono soundtrack."""
+    the video at 25 fps as (N, H, W, 3) uint8 RGB, or a function returning a fresh iterator of such chunks (called
+    once per track: the video is streamed, not held); ``result``: its face tracks (N = ``result.num_frames``);
+    ``audio``: the video's own 16 kHz mono soundtrack."""
     import torch
 
     from latentsync.sync.crop import smooth_face_track
@@ -134,18 +150,22 @@ def score_tracks(scorer, frames: np.ndarray, result: MultiTrackResult, audio: np
     if audio is None or len(audio) == 0:
         raise InputError("speakers='auto' needs the video's own soundtrack and this video has none; "
                          "give a timeline of turns instead (--speakers FILE)")  # fmt: skip
-    n_sync = num_windows(len(frames), len(audio))  # SyncNet window t covers frames t ... t + 4
+    chunks, count = _chunks(frames)
+    num_frames = result.num_frames if count is None else count
+    if num_frames != result.num_frames:
+        raise ValueError(f"{num_frames} frames but face tracks of {result.num_frames}")
+    n_sync = num_windows(num_frames, len(audio))  # SyncNet window t covers frames t ... t + 4
     starts = window_starts(n_sync + SYNC_WINDOW_FRAMES - 1, config)
     scores = np.full((len(result.tracks), len(starts)), np.nan)
     if n_sync < 1 or len(starts) == 0:
         raise InputError(f"speakers='auto' needs at least {config.window_frames} frames of video with sound; "
-                         f"got {len(frames)} frames")  # fmt: skip
+                         f"got {num_frames} frames")  # fmt: skip
     audio_emb = scorer.embed_audio(audio, n_sync)  # (n_sync, D)
     span = config.window_frames - SYNC_WINDOW_FRAMES + 1  # SyncNet windows inside one scoring window
     for row, track in enumerate(result.tracks):
         present = track.present
         track_boxes = smooth_face_track(track.boxes)  # NaN rows bridged in gaps, held at the ends
-        lip_emb = scorer.embed_lips([frames], track_boxes, n_sync)  # (n_sync, D)
+        lip_emb = scorer.embed_lips(chunks(), track_boxes, n_sync)  # (n_sync, D)
         for w, start in enumerate(starts):
             if not present[start : start + config.window_frames].all():
                 continue
@@ -155,10 +175,10 @@ def score_tracks(scorer, frames: np.ndarray, result: MultiTrackResult, audio: np
     return scores, starts
 
 
-def detect_speakers(scorer, frames: np.ndarray, result: MultiTrackResult, audio: np.ndarray,
+def detect_speakers(scorer, frames: FrameSource, result: MultiTrackResult, audio: np.ndarray,
                     config: SpeakerDetectionConfig = SpeakerDetectionConfig()) -> list[Turn]:  # fmt: skip
     """The automatic timeline: :func:`score_tracks` then :func:`decide_speakers`."""
     if not result.tracks:
         raise InputError("speakers='auto': no face found in the video; give a timeline of turns instead")
     scores, starts = score_tracks(scorer, frames, result, audio, config)
-    return decide_speakers(scores, starts, len(frames), config, [t.track_id for t in result.tracks])
+    return decide_speakers(scores, starts, result.num_frames, config, [t.track_id for t in result.tracks])

@@ -4,7 +4,7 @@
 :mod:`latentsync.faces.multi_track` (``python -m latentsync.faces VIDEO`` prints them) or a point ``"x,y"`` on that
 person's face in the turn's first frame, in pixels, or as fractions of the width and height when both values are
 at most 1. Turns may overlap (two people talking at once). See docs/conversations.md for the format with examples.
-Not wired into the pipeline yet.
+The pipeline takes a timeline as ``LipSyncOptions.speakers`` (:mod:`latentsync.inference.conversation`).
 """
 
 from __future__ import annotations
