@@ -18,7 +18,6 @@ generated mouth by GFPGAN's idea of one; 1.0 takes the restored face wholly insi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import cv2
 import numpy as np
