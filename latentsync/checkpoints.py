@@ -463,6 +463,18 @@ def resolve_sync_scoring(
     return settings.face_backend, face_dir, paths[0]
 
 
+def resolve_face_weights(
+    version: str = "1.5", checkpoints_dir: str | os.PathLike | None = None, *, revision: str | None = None
+) -> tuple[str, Path | None]:
+    """What finding faces needs: (face backend name, its weights directory or None), nothing else (``revision`` as
+    in :func:`resolve_sync_scoring`)."""
+    spec = _with_revision(get_version(version), revision)
+    root = local_checkpoints_dir(checkpoints_dir)
+    settings = LocalSettings.read(root)
+    _, face_dir = _fetch_with_face_weights([], _face_files(spec, settings), root)
+    return settings.face_backend, face_dir
+
+
 def resolve_syncnet_v2(
     version: str = "1.5", checkpoints_dir: str | os.PathLike | None = None, *, revision: str | None = None
 ) -> Path:

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from latentsync import media
-from latentsync.inference.cli import EXIT_OK, main
+from latentsync.inference.cli import EXIT_INPUT, EXIT_OK, main
 
 from .conftest import DEMO_AUDIO, DEMO_VIDEO
 
@@ -42,3 +42,30 @@ def test_success_writes_the_video_on_face_alignment(tmp_path, tiny_checkpoints_f
     assert info.num_frames == 8 and (info.width, info.height) == (SIDE, SIDE)
     assert abs(info.audio_duration - SPEECH_SECONDS) <= 0.04
     assert f"wrote {out}" in captured.out and "Traceback" not in captured.err
+
+
+def test_a_conversation_on_face_alignment(tmp_path, tiny_checkpoints_face_alignment, capsys):
+    """--speakers with a timeline, then auto, on the production backend: each run ends in a video with the timeline
+    beside it, or in a clear input error (exit 2), never in an internal error."""
+    clip = tmp_path / "v.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(DEMO_VIDEO), "-i", str(DEMO_AUDIO),
+                    "-frames:v", "10", "-vf", f"scale={SIDE}:{SIDE}", "-map", "0:v", "-map", "1:a", "-shortest",
+                    str(clip)], check=True)  # fmt: skip
+    audio = tmp_path / "a.wav"
+    media.write_wav(audio, media.load_audio(DEMO_AUDIO)[: int(SPEECH_SECONDS * media.SAMPLE_RATE)])
+    timeline = tmp_path / "turns.csv"
+    timeline.write_text("start,end,speaker\n0,0.3,0\n")
+    for speakers in (str(timeline), "auto"):
+        out = tmp_path / f"o-{speakers == 'auto'}.mp4"
+        code = main(["--video", str(clip), "--audio", str(audio), "--output", str(out), "--steps", "1",
+                     "--guidance", "1.0", "--checkpoints", str(tiny_checkpoints_face_alignment), "--device", "cpu",
+                     "--speakers", speakers])  # fmt: skip
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err and "internal error" not in captured.err.lower(), captured.err
+        if code == EXIT_OK:
+            assert media.probe(out).num_frames == 8 and "speaker turns" in captured.out
+            assert out.with_suffix(".speakers.csv").is_file() and out.with_suffix(".faces.png").is_file()
+        else:
+            assert code == EXIT_INPUT and not out.exists(), captured.err
+            assert "speakers" in captured.err or "face" in captured.err, captured.err
+        print(speakers == "auto", code, captured.out[-300:], captured.err[-300:])

@@ -1,8 +1,9 @@
 """``python -m latentsync.faces VIDEO [--png OUT.png] [--json]``: every face track of a video.
 
-Prints one line per track (id, first and last frame, box in its first frame) and, with ``--png``, writes the
-video's first frame with every face found there boxed and numbered: the ids a speaker timeline's ``speaker`` column
-may name (docs/conversations.md). Exit codes as the other commands: 0 success, 1 failure, 2 bad input.
+Faces are tracked at the model's 25 fps, as the pipeline tracks them for ``speakers``, so the ids and frame numbers
+are those a timeline names. Prints one line per track (id, first and last frame, box in its first frame) and, with
+``--png``, writes the video's first frame with every face found there boxed and numbered: the ids a speaker
+timeline's ``speaker`` column may name (docs/conversations.md). Only the face weights are needed (no SyncNet). Exit codes as the other commands: 0 success, 1 failure, 2 bad input.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         import cv2
 
         from latentsync import media
-        from latentsync.checkpoints import resolve_sync_scoring
+        from latentsync.checkpoints import resolve_face_weights
         from latentsync.devices import parse_device
         from latentsync.faces.detection import load_landmark_backend
         from latentsync.faces.multi_track import draw_tracks, track_all_faces
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         check_files_exist(args, "video")
         device = parse_device(args.device)
         info = media.check_video(media.probe(args.video))
-        backend_name, weights_dir, _ = resolve_sync_scoring(checkpoints_dir=args.checkpoints)
+        backend_name, weights_dir = resolve_face_weights(checkpoints_dir=args.checkpoints)
         backend = load_landmark_backend(backend_name, device=device, weights_dir=weights_dir)
         result = track_all_faces(backend, media.iter_video_frames(args.video, CHUNK_FRAMES, info=info))
         if args.png is not None:
