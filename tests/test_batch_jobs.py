@@ -222,3 +222,74 @@ def test_folder_of_pairs(tmp_path):
 def test_default_output_names():
     assert default_output_name(Path("a/x.mp4"), Path("b/x.wav")) == "x.mp4"
     assert default_output_name(Path("a/x.mov"), Path("b/y.wav")) == "x__y.mp4"
+
+
+# ------------------------------------------------------------------------------------------------ conversations
+
+TURNS = "start,end,speaker\n0,1.2,0\n1.2,2,1"  # (the text is stripped like every text option)
+
+
+def test_speakers_column_reads_timeline_files_relative_to_the_jobs_file(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "turns").mkdir(parents=True)
+    write(folder / "turns" / "talk.csv", TURNS)
+    write(folder / "talk.json", '[{"start": 0, "end": 1, "speaker": "0.25,0.5"}]')
+    (folder / "bom.csv").write_bytes(("\ufeff" + TURNS).encode("utf-8"))  # as a spreadsheet saves it
+    write(folder / "bad.csv", "start,end,speaker\n1,0.5,0\n")
+    write(folder / "blank.csv", " \n")
+    (folder / "latin.csv").write_bytes("début,fin,orateur\n".encode("latin-1"))
+    jobs = write(folder / "jobs.csv", "video,audio,output,speakers,speaker\n"
+                 "a.mp4,a.wav,1.mp4,turns/talk.csv,\n"
+                 "a.mp4,a.wav,2.mp4,,\n"  # empty: one face
+                 "a.mp4,a.wav,3.mp4, Auto ,\n"
+                 "a.mp4,a.wav,4.mp4,talk.json,\n"
+                 "a.mp4,a.wav,5.mp4,bom.csv,\n"
+                 "a.mp4,a.wav,6.mp4,missing.csv,\n"
+                 "a.mp4,a.wav,7.mp4,turns,\n"  # a folder
+                 "a.mp4,a.wav,8.mp4,bad.csv,\n"
+                 "a.mp4,a.wav,9.mp4,blank.csv,\n"
+                 "a.mp4,a.wav,10.mp4,latin.csv,\n"
+                 "a.mp4,a.wav,11.mp4,turns/talk.csv,\"0.5,0.5\"\n")  # fmt: skip
+    rows = by_row(read_jobs(jobs, tmp_path / "out"))
+    assert [type(rows[n]).__name__ for n in range(1, 12)] == ["Job"] * 5 + ["RowError"] * 6
+    assert rows[1].options == LipSyncOptions(speakers=TURNS)  # the file's text, not its name
+    assert rows[2].options.speakers == "" and rows[3].options.speakers == "auto"
+    assert rows[4].options.speakers.startswith('[{"start": 0') and rows[5].options.speakers == TURNS
+    assert rows[6].line == 7 and rows[6].message.startswith("speakers: no timeline file missing.csv (looked for ")
+    assert str(folder / "missing.csv") in rows[6].message and rows[6].video == "a.mp4"
+    assert rows[7].message.startswith("speakers: no timeline file turns ")
+    assert rows[8].line == 9
+    assert rows[8].message == "speakers: bad.csv: timeline row 1: end (0.5 s) must be after start (1 s)"
+    assert rows[9].message.startswith("speakers: the timeline file blank.csv is empty")
+    assert rows[10].message.startswith("speakers: could not read the timeline file latin.csv as text")
+    assert rows[11].message == "give either speaker (one face) or speakers (a conversation's turns), not both"
+
+
+def test_speakers_from_jsonl_and_from_defaults(tmp_path):
+    write(tmp_path / "talk.csv", TURNS)
+    write(tmp_path / "other.csv", "0,2,1\n")
+    lines = [json.dumps({"video": "a.mp4", "audio": "a.wav", "output": "1.mp4", "speakers": "talk.csv"}),
+             json.dumps({"video": "a.mp4", "audio": "a.wav", "output": "2.mp4", "speakers": None}),
+             json.dumps({"video": "a.mp4", "audio": "a.wav", "output": "3.mp4", "speakers": [0, 1, 0]}),
+             json.dumps({"video": "a.mp4", "audio": "a.wav", "output": "4.mp4", "speakers": "  "})]  # fmt: skip
+    jobs = write(tmp_path / "jobs.jsonl", "\n".join(lines) + "\n")
+    rows = by_row(read_jobs(jobs, tmp_path / "out"))
+    assert rows[1].options.speakers == TURNS and rows[2].options.speakers == rows[4].options.speakers == ""
+    assert rows[3].message == "speakers must be auto or the path of a timeline file (CSV or JSON), got [0, 1, 0]"
+    # a default (--set speakers=...) fills the rows that leave the column empty; a row's own value wins
+    rows = by_row(read_jobs(jobs, tmp_path / "out", defaults={"speakers": str(tmp_path / "other.csv")}))
+    assert rows[1].options.speakers == TURNS and rows[2].options.speakers == rows[4].options.speakers == "0,2,1"
+    rows = by_row(read_jobs(jobs, tmp_path / "out", defaults={"speakers": "auto", "steps": "3"}))
+    assert rows[2].options == LipSyncOptions(steps=3, speakers="auto")
+
+
+def test_a_conversation_job_carries_its_timeline_as_plain_text(tmp_path):
+    """Jobs travel to worker processes and Ray actors by pickle: the timeline goes with them, the file stays here."""
+    import pickle
+
+    write(tmp_path / "talk.csv", TURNS)
+    jobs = write(tmp_path / "jobs.csv", "video,audio,speakers\na.mp4,a.wav,talk.csv\n")
+    job = read_jobs(jobs, tmp_path / "out")[0]
+    (tmp_path / "talk.csv").unlink()
+    copy = pickle.loads(pickle.dumps(job))
+    assert copy == job and type(copy.options.speakers) is str and copy.options.speakers == TURNS

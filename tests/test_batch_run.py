@@ -1,4 +1,5 @@
-"""Batch dubbing end to end with the tiny checkpoints: outputs, summary, malformed rows, folders, resume, Ray."""
+"""Batch dubbing end to end with the tiny checkpoints: outputs, summary, malformed rows, folders, resume,
+conversations (a speakers column), Ray."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from latentsync.batch.summary import SUMMARY_NAME, read_summary
 from latentsync.inference.cli import EXIT_INPUT, EXIT_OK
 
 from .conftest import DEMO_AUDIO, DEMO_VIDEO, REPO_ROOT
+from .two_faces import write_two_face_video
 
 pytestmark = pytest.mark.slow
 FAST = ["--device", "cpu", "--dtype", "float32", "--no-progress"]
@@ -231,20 +233,100 @@ def test_everything_ok_exits_0_and_bad_source_exits_2(clips, tiny_checkpoints, t
     assert code == EXIT_INPUT and "OUT_DIR a2.wav is a file" in stderr and "Errno" not in stderr
 
 
+# ------------------------------------------------------------------------------------------------ conversations
+
+TALK_TURNS = "0.00-0.16 s face 0, 0.16-0.32 s face 1"  # frames 0-3 the left face, frames 4-7 the right one
+
+
+@pytest.fixture(scope="module")
+def conversation(clips, tiny_checkpoints, tmp_path_factory):
+    """Rows on the two-face clip (0.4 s, faces 0 left and 1 right) with a0.3 s of speech: a timeline file given
+    relative to the jobs file, an empty cell (one face), a missing file and a malformed one; run once, locally."""
+    write_two_face_video(clips / "two.mp4", seconds=0.4)
+    (clips / "turns").mkdir()
+    (clips / "turns" / "talk.csv").write_text("start,end,speaker\n0,0.16,0\n0.16,0.32,1\n")
+    (clips / "turns" / "bad.json").write_text('[{"start": 0, "end": 0.2}]')
+    jobs = write_jobs(clips / "conversation.csv", [
+        "video,audio,output,steps,guidance,crf,speakers",
+        "two.mp4,a1.wav,talk.mp4,1,1.0,0,turns/talk.csv",
+        "two.mp4,a1.wav,one.mp4,1,1.0,0,",
+        "two.mp4,a1.wav,lost.mp4,1,1.0,0,turns/lost.csv",
+        "two.mp4,a1.wav,bad.mp4,1,1.0,0,turns/bad.json",
+    ])  # fmt: skip
+    out = tmp_path_factory.mktemp("batch-conversation")
+    code, stdout, stderr = run_main([jobs, out, "--checkpoints", tiny_checkpoints, *FAST])
+    return {"jobs": jobs, "out": out, "code": code, "stdout": stdout, "stderr": stderr}
+
+
+def test_conversation_rows_with_a_timeline_file_one_face_and_bad_timelines(conversation, clips):
+    import cv2
+
+    from latentsync.inference.speaker_timeline import Turn, parse_timeline
+
+    out = conversation["out"]
+    assert conversation["code"] == EXIT_ROWS_FAILED, conversation["stderr"]
+    summary = read_summary(out / SUMMARY_NAME)
+    assert [(r["row"], r["line"], r["status"], r["frames"]) for r in summary] == [
+        ("1", "2", "ok", "8"), ("2", "3", "ok", "8"), ("3", "4", "failed", ""), ("4", "5", "failed", "")]  # fmt: skip
+    talk, one, lost, bad = summary
+    assert talk["speaker_turns"] == TALK_TURNS and one["speaker_turns"] == ""
+    assert talk["output"] == str(out / "talk.mp4") and talk["error"] == ""
+    assert lost["error"].startswith("speakers: no timeline file turns/lost.csv (looked for ")
+    assert bad["error"] == "speakers: turns/bad.json: timeline row 1: missing speaker (each row needs start, end, speaker)"
+    assert f"talk.mp4 (turns: {TALK_TURNS})" in conversation["stdout"]  # the printed table
+    for name in ("talk.mp4", "one.mp4"):
+        info = media.probe(out / name)
+        assert info.num_frames == 8 and (info.width, info.height) == (640, 320) and info.has_audio
+    # the timeline used (with face ids) and the numbered faces, beside the conversation's output only
+    used = parse_timeline((out / "talk.speakers.csv").read_text())
+    assert used == [Turn(0.0, 0.16, face_id=0), Turn(0.16, 0.32, face_id=1)]
+    assert cv2.imread(str(out / "talk.faces.png")).shape == (320, 640, 3)
+    assert sorted(p.name for p in out.iterdir()) == ["one.mp4", SUMMARY_NAME, "talk.faces.png", "talk.mp4",
+                                                     "talk.speakers.csv"]  # fmt: skip
+    # each face moves only in its turn: frame 0 is the left face's, frame 7 the right one's (no fade at either end);
+    # the one-face row changes one face, the same one in every frame
+    source = frames_of(clips / "two.mp4")[:8].astype(int)
+    for name in ("talk.mp4", "one.mp4"):
+        changed = np.abs(frames_of(out / name) - source).max(axis=3) > 16  # (frames, height, width)
+        left, right = changed[:, :, :320].sum(axis=(1, 2)), changed[:, :, 320:].sum(axis=(1, 2))
+        if name == "talk.mp4":
+            assert left[0] > 2000 and right[0] < 100 and right[7] > 2000 and left[7] < 100, (left, right)
+        else:
+            assert (np.maximum(left, right) > 2000).all() and (np.minimum(left, right) < 100).all(), (left, right)
+            assert len(set(left > right)) == 1, (left, right)
+
+    # a re-run skips both finished rows (side files and all) and reports the bad timelines again
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != SUMMARY_NAME}
+    code, stdout, _ = run_main([conversation["jobs"], out, *FAST])
+    assert code == EXIT_ROWS_FAILED and "4 rows: 0 ok, 2 skipped, 2 failed" in stdout
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != SUMMARY_NAME} == stamps
+
+
 # ------------------------------------------------------------------------------------------------ Ray
 
 
-def test_ray_gives_the_same_outputs_and_summary(reference, local_ray, four_rows, tiny_checkpoints, tmp_path):
+def test_ray_gives_the_same_outputs_and_summary(reference, conversation, local_ray, four_rows, tiny_checkpoints,
+                                                tmp_path):  # fmt: skip
+    """The four rows, and a conversation's row whose timeline travels to the actor as the job's text."""
+    header, *rows = four_rows.read_text().splitlines()
+    jobs = write_jobs(four_rows.parent / "ray_jobs.csv", [f"{header},crf,speakers", *(f"{row},," for row in rows),
+                                                          "two.mp4,a1.wav,talk.mp4,1,1.0,,0,turns/talk.csv"])  # fmt: skip
     out = tmp_path / "out"
-    code, stdout, stderr = run_main([four_rows, out, "--checkpoints", tiny_checkpoints, "--ray", "--workers", "2",
-                                     "--device", "cpu", "--no-progress"])  # fmt: skip
+    code, _, stderr = run_main([jobs, out, "--checkpoints", tiny_checkpoints, "--ray", "--workers", "2",
+                               "--device", "cpu", "--no-progress"])  # fmt: skip
     assert code == EXIT_ROWS_FAILED, stderr
     ray_rows = read_summary(out / SUMMARY_NAME)
-    local_rows = read_summary(reference["out"] / SUMMARY_NAME)
-    same = ("row", "line", "status", "error", "frames", "frames_with_face")
+    local_rows = read_summary(reference["out"] / SUMMARY_NAME) + read_summary(conversation["out"] / SUMMARY_NAME)[:1]
+    local_rows[4]["row"], local_rows[4]["line"] = "5", "6"
+    same = ("row", "line", "status", "error", "frames", "frames_with_face", "speaker_turns")
     assert [{k: r[k] for k in same} for r in ray_rows] == [{k: r[k] for k in same} for r in local_rows]
-    for name, frames in EXPECTED.values():
-        ray_frames, local_frames = frames_of(out / name), frames_of(reference["out"] / name)
-        assert ray_frames.shape == local_frames.shape == (frames, 320, 320, 3)
+    assert ray_rows[4]["speaker_turns"] == TALK_TURNS
+    assert (out / "talk.speakers.csv").read_text() == (conversation["out"] / "talk.speakers.csv").read_text()
+    assert (out / "talk.faces.png").is_file()
+    pairs = [(out / name, reference["out"] / name, frames) for name, frames in EXPECTED.values()]
+    pairs.append((out / "talk.mp4", conversation["out"] / "talk.mp4", 8))
+    for ray_path, local_path, frames in pairs:
+        ray_frames, local_frames = frames_of(ray_path), frames_of(local_path)
+        assert ray_frames.shape == local_frames.shape and len(ray_frames) == frames
         # actors run torch on one thread each: sums may round differently, the pictures may not differ
         assert np.abs(ray_frames.astype(int) - local_frames).mean() < 0.5

@@ -14,7 +14,7 @@ from latentsync.batch.jobs import Job, RowError
 from latentsync.batch.runner_ray import actor_resources
 from latentsync.batch.summary import COLUMNS, SUMMARY_NAME, RowResult, count_by_status, format_table, read_summary
 from latentsync.batch.summary import write_summary
-from latentsync.batch.worker import PipelineCache, WorkerSettings, describe_error, run_job
+from latentsync.batch.worker import PipelineCache, WorkerSettings, describe_error, output_exists, run_job
 from latentsync.inference.cli import EXIT_INPUT
 from latentsync.errors import CheckpointError, InputError
 from latentsync.inference.pipeline import LipSyncOptions
@@ -35,7 +35,8 @@ def test_summary_csv_in_row_order_with_every_column(tmp_path):
     assert [r["row"] for r in rows] == ["1", "2", "3"]
     assert rows[0] == {"row": "1", "line": "2", "status": "ok", "error": "", "frames": "25", "seconds": "3.250",
                        "frames_with_face": "24", "sync_c_before": "1.500", "sync_c_after": "7.125",
-                       "silent_audio": "false", "video": "/in/a.mp4", "audio": "/in/a.wav", "output": "/out/a.mp4"}  # fmt: skip
+                       "silent_audio": "false", "speaker_turns": "", "video": "/in/a.mp4", "audio": "/in/a.wav",
+                       "output": "/out/a.mp4"}  # fmt: skip
     assert rows[1]["error"] == "steps must be a whole number, got 'x'" and rows[1]["frames"] == ""
     assert rows[2]["line"] == "" and rows[2]["status"] == "skipped"
     assert os.listdir(tmp_path / "out") == [SUMMARY_NAME]  # the temporary name is gone
@@ -59,6 +60,10 @@ def test_table_shows_outputs_errors_and_scores(tmp_path):
     silent = dataclasses.replace(RESULTS[1], silent_audio=True)
     assert format_table([silent]).splitlines()[1].endswith("a.mp4 (silent audio)")
     assert read_summary(write_summary([silent], tmp_path))[0]["silent_audio"] == "true"
+    turns = "0.00-1.20 s face 0, 1.20-2.00 s face 1"
+    talk = dataclasses.replace(RESULTS[1], speaker_turns=turns)
+    assert format_table([talk]).splitlines()[1].endswith(f"a.mp4 (turns: {turns})")
+    assert read_summary(write_summary([talk], tmp_path))[0]["speaker_turns"] == turns
 
 
 def test_results_from_rows():
@@ -153,3 +158,36 @@ def test_interrupted_batch_counts_a_row_whose_output_landed_as_ok_and_the_rest_a
     assert [(r["row"], r["status"], r["error"]) for r in rows] == [
         ("1", "ok", ""), ("2", "not run", "the batch was interrupted before this row finished")]
     assert Path(rows[0]["output"]).is_file() and not Path(rows[1]["output"]).exists()
+
+
+def test_a_conversation_row_is_done_when_its_output_and_side_files_exist(tmp_path):
+    """The pipeline renames the output into place, then writes OUTPUT.speakers.csv and OUTPUT.faces.png beside it:
+    a row stopped in between has no side files and runs again; a one-face row needs its output only."""
+    out = tmp_path / "talk.mp4"
+    talk = Job(1, 2, tmp_path / "v.mp4", tmp_path / "a.wav", out, "1.5", LipSyncOptions(speakers="0,1,0"))
+    one_face = dataclasses.replace(talk, options=LipSyncOptions())
+    assert not output_exists(talk) and not output_exists(one_face)
+    out.write_bytes(b"finished")
+    assert output_exists(one_face) and not output_exists(talk)
+    (tmp_path / "talk.speakers.csv").write_text("start,end,speaker\n0,1,0\n")
+    assert not output_exists(talk)
+    (tmp_path / "talk.faces.png").write_bytes(b"png")
+    assert output_exists(talk)
+
+
+def test_set_speakers_is_a_path_from_the_current_folder(tmp_path, monkeypatch):
+    """--set speakers=FILE is read from where the command runs (a row's own cell, from the jobs file's folder). Every
+    row here is malformed, so nothing loads and the test needs no model."""
+    (tmp_path / "here").mkdir()
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "here" / "turns.csv").write_text("0,1,nobody\n")
+    (tmp_path / "jobs" / "turns.csv").write_text("0,1,0\n")  # not this one
+    (tmp_path / "jobs" / "jobs.csv").write_text("video,audio,output,speakers\na.mp4,a.wav,1.mp4,\n"
+                                                "a.mp4,a.wav,2.mp4,missing.csv\n")  # fmt: skip
+    monkeypatch.chdir(tmp_path / "here")
+    code = main([str(tmp_path / "jobs" / "jobs.csv"), str(tmp_path / "out"), "--set", "speakers=turns.csv",
+                 "--no-progress"])  # fmt: skip
+    assert code == EXIT_ROWS_FAILED
+    rows = read_summary(tmp_path / "out" / SUMMARY_NAME)
+    assert rows[0]["error"].startswith(f"speakers: {tmp_path / 'here' / 'turns.csv'}: timeline row 1: speaker must be")
+    assert rows[1]["line"] == "3" and rows[1]["error"].startswith("speakers: no timeline file missing.csv")

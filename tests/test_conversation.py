@@ -233,3 +233,17 @@ def test_one_face_speaking_throughout_is_the_one_face_path_byte_for_byte(tiny_pi
         result = tiny_pipeline(video, ASSETS / "demo_speech.wav", outputs[speakers], options)
         assert result.num_frames == 25 and result.frames_with_face == 25
     assert outputs[""].read_bytes() == outputs["0,1,0"].read_bytes()
+
+
+def test_timeline_files_from_the_command_line(tmp_path):
+    from latentsync.inference.cli import speakers_text
+
+    assert speakers_text(None) == "" and speakers_text("AUTO") == "auto"
+    saved = tmp_path / "turns.csv"
+    saved.write_bytes("\ufeffstart,end,speaker\n0,1,0\n".encode())  # a spreadsheet's byte-order mark
+    assert [t.face_id for t in parse_speakers(speakers_text(str(saved)))] == [0]
+    (tmp_path / "empty.csv").write_text(" \n")
+    with pytest.raises(InputError, match="--speakers: empty.csv is empty"):
+        speakers_text(str(tmp_path / "empty.csv"))
+    with pytest.raises(InputError, match="--speakers: no timeline file"):
+        speakers_text(str(tmp_path / "missing.csv"))

@@ -1,6 +1,6 @@
 """Batch dubbing (one local worker) on the production face backend: the twin of test_batch_run.py's reference
 run (which finds faces with dlib), here with face-alignment's SFD and 2D-FAN-4 (random weights in the Hub's
-formats, the session's shared folder).
+formats, the session's shared folder), with a conversation's row (a speakers column) beside the one-face ones.
 
 The random detector reports a face per 128 px anchor and the landmarks are random, so this asserts what does
 not depend on where they fall: the exit code, each row's status, output, frames and error, and that no row
@@ -20,6 +20,7 @@ from latentsync.batch.__main__ import EXIT_ROWS_FAILED, main
 from latentsync.batch.summary import SUMMARY_NAME, read_summary
 
 from .conftest import DEMO_AUDIO, DEMO_VIDEO
+from .two_faces import write_two_face_video
 
 pytestmark = pytest.mark.slow
 SIDE = 128  # px: one anchor of the random detector, so one landmark pass per frame
@@ -38,9 +39,16 @@ def test_rows_outputs_and_summary_on_face_alignment(tiny_checkpoints_face_alignm
     second = media.SAMPLE_RATE  # a2: 0.2 s from the speech's second second, as test_batch_run's
     media.write_wav(clips / "a2.wav", speech[second : second + int(0.2 * media.SAMPLE_RATE)])
     (clips / "bad.wav").write_text("this is not audio")
-    jobs = clips / "jobs.csv"  # test_batch_run's first three rows
-    jobs.write_text("video,audio,output,steps,guidance,seed\nv1.mp4,a1.wav,,1,1.0,\n"
-                    "v1.mp4,a2.wav,sub/two.mp4,1,1.0,3\nv1.mp4,bad.wav,,1,1.0,\n")  # fmt: skip
+    # a conversation on the two-face clip at one anchor per face (256x128: the faces 128 px wide side by side)
+    write_two_face_video(tmp_path / "two.mp4", seconds=0.4)
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(tmp_path / "two.mp4"), "-vf",
+                    f"scale={2 * SIDE}:{SIDE}", "-c:v", "libx264", "-crf", "12", str(clips / "two.mp4")],
+                   check=True)  # fmt: skip
+    (clips / "turns.csv").write_text("start,end,speaker\n0,0.16,0\n0.16,0.32,1\n")
+    jobs = clips / "jobs.csv"  # test_batch_run's first three rows, and the conversation
+    jobs.write_text("video,audio,output,steps,guidance,seed,speakers\nv1.mp4,a1.wav,,1,1.0,\n"
+                    "v1.mp4,a2.wav,sub/two.mp4,1,1.0,3\nv1.mp4,bad.wav,,1,1.0,\n"
+                    "two.mp4,a1.wav,talk.mp4,1,1.0,,turns.csv\n")  # fmt: skip
     out = tmp_path / "out"
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
@@ -48,7 +56,7 @@ def test_rows_outputs_and_summary_on_face_alignment(tiny_checkpoints_face_alignm
                      "--device", "cpu", "--dtype", "float32", "--no-progress"])  # fmt: skip
     assert code == EXIT_ROWS_FAILED, stderr.getvalue()
     summary = read_summary(out / SUMMARY_NAME)
-    assert [(r["row"], r["line"], r["status"]) for r in summary] == [
+    assert [(r["row"], r["line"], r["status"]) for r in summary[:3]] == [
         ("1", "2", "ok"), ("2", "3", "ok"), ("3", "4", "failed")]  # fmt: skip
     assert not [r["error"] for r in summary if INTERNAL_ERROR.match(r["error"])]
     for r, (name, frames) in zip(summary, [("v1__a1.mp4", 8), ("sub/two.mp4", 5)]):
@@ -58,4 +66,14 @@ def test_rows_outputs_and_summary_on_face_alignment(tiny_checkpoints_face_alignm
         assert 0 <= int(r["frames_with_face"]) <= frames and r["silent_audio"] == "false"
     assert "bad.wav is not a readable video or audio file" in summary[2]["error"]
     assert summary[2]["frames"] == ""
-    assert "3 rows: 2 ok, 0 skipped, 1 failed" in stdout.getvalue()
+    # the conversation: lip-synced by its turns, or (if the random detector does not find two faces) an input error
+    talk = summary[3]
+    assert talk["line"] == "5" and talk["status"] in ("ok", "failed"), talk
+    if talk["status"] == "ok":
+        assert int(talk["frames"]) == media.probe(out / "talk.mp4").num_frames == 8
+        assert talk["speaker_turns"].startswith("0.00-0.16 s face 0, 0.16-0.32 s face 1")
+        assert (out / "talk.speakers.csv").is_file() and (out / "talk.faces.png").is_file()
+    else:
+        assert "timeline row" in talk["error"] and not (out / "talk.mp4").exists(), talk["error"]
+    ok = 2 + (talk["status"] == "ok")
+    assert f"4 rows: {ok} ok, 0 skipped, {4 - ok} failed" in stdout.getvalue()

@@ -28,10 +28,15 @@ OUT_DIR/<video name>.mp4 when video and audio share a name, else OUT_DIR/<video 
 ("guidance" is accepted for guidance_scale). An empty cell takes the default. A malformed row (unknown column, bad
 value, an output another row already has) is reported with its line number; the others run.
 
+speakers makes a row a conversation (several faces, each lip-synced only during its turns; docs/conversations.md):
+auto (found from the video's own soundtrack), or a timeline file, CSV or JSON, relative to the jobs file's folder
+(with --set speakers=FILE, to the current folder), read when the batch starts; an empty cell: one face. The timeline
+used and the numbered faces are written beside the row's output (OUTPUT.speakers.csv, OUTPUT.faces.png).
+
 Re-running the same command skips rows whose output exists (outputs are written atomically: a file there is
-complete), so an interrupted batch resumes where it stopped. OUT_DIR/summary.csv lists every row: row, line, status
-(ok, failed, skipped; "not run" after an interruption), error, frames, seconds, frames_with_face, sync_c_before,
-sync_c_after, video, audio, output.
+complete; a conversation's row also needs its two side files), so an interrupted batch resumes where it stopped.
+OUT_DIR/summary.csv lists every row: row, line, status (ok, failed, skipped; "not run" after an interruption), error,
+frames, seconds, frames_with_face, sync_c_before, sync_c_after, silent_audio, speaker_turns, video, audio, output.
 
 Exit codes: 0 every row ok or skipped; 3 the batch ran but some rows failed (see summary.csv); 2 bad arguments, an
 unreadable jobs source or one with no jobs (nothing ran); 1 the batch itself failed (e.g. Ray unreachable); 130/143
@@ -80,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     failed_rows = []
 
     def batch() -> str:
+        from latentsync.batch.jobs import AUTO_SPEAKERS, SPEAKERS_COLUMN
         from latentsync.batch.options import parse_assignment
         from latentsync.batch.run import BatchConfig, run_batch
         from latentsync.batch.summary import format_table
@@ -89,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers is not None and args.workers < 1:
             raise InputError(f"--workers must be at least 1, got {args.workers}")
         defaults = dict(parse_assignment(text) for text in args.defaults)
+        speakers = str(defaults.get(SPEAKERS_COLUMN, "")).strip()
+        if speakers and speakers.lower() != AUTO_SPEAKERS:  # --set speakers=FILE: a path from here, like other arguments
+            defaults[SPEAKERS_COLUMN] = str(Path(speakers).absolute())
         if args.sync_scores:
             defaults["score_sync"] = True
         settings = WorkerSettings(device=args.device, dtype=args.dtype,

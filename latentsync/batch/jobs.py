@@ -7,6 +7,10 @@ read at all (no such file, no header, no ``video``/``audio`` column) raises :cla
 Paths in a jobs file are relative to the file's folder; an explicit ``output`` is relative to the output folder. The
 default output is ``OUT_DIR/<video stem>.mp4`` when the audio has the same stem (a folder of pairs), else
 ``OUT_DIR/<video stem>__<audio stem>.mp4``: a function of the row alone, so a re-run finds the same names.
+
+The ``speakers`` column (a conversation) is empty (one face), ``auto``, or the path of a timeline file, relative to the
+jobs file's folder too. The file is read here, when the row is built, and its text is the row's
+``LipSyncOptions.speakers``: it travels with the job, so workers (other processes, Ray nodes) never open it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ CSV_SUFFIXES, JSONL_SUFFIXES = (".csv",), (".jsonl", ".ndjson")
 OUTPUT_SUFFIX = ".mp4"  # the pipeline writes H.264 + AAC in MP4
 PAIR_SEPARATOR = "__"  # between the video's and the audio's stems in a default output name
 PATH_COLUMNS = ("video", "audio", "output")
+SPEAKERS_COLUMN = "speakers"  # "" one face, "auto", or a timeline file's path (its text becomes the option's value)
+AUTO_SPEAKERS = "auto"  # (the pipeline's conversation.AUTO; not imported, so that reading rows needs no torch)
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,7 @@ def _make_row(number: int, line: int | None, values: dict[str, Any], problem: st
     given = {name: ("" if values.get(name) is None else str(values.get(name)).strip()) for name in PATH_COLUMNS}
     if problem is not None:
         return RowError(number, line, problem, given["video"], given["audio"], given["output"])
+    timeline_file = ""  # the speakers column's file, as given (its timeline's errors name it)
     try:
         for name in ("video", "audio"):
             if not given[name]:
@@ -125,10 +132,44 @@ def _make_row(number: int, line: int | None, values: dict[str, Any], problem: st
         else:
             output = out_dir / default_output_name(video, audio)
         options = {name: value for name, value in values.items() if name not in PATH_COLUMNS}
-        version, lipsync_options = build_options(options, defaults)
+        speakers = options.pop(SPEAKERS_COLUMN, None)
+        if speakers is None or (isinstance(speakers, str) and not speakers.strip()):  # empty: the default, if any
+            speakers = defaults.get(SPEAKERS_COLUMN)
+        options[SPEAKERS_COLUMN] = timeline_text(speakers, base)
+        if options[SPEAKERS_COLUMN] not in ("", AUTO_SPEAKERS):
+            timeline_file = speakers.strip()
+        version, lipsync_options = build_options(options, {k: v for k, v in defaults.items() if k != SPEAKERS_COLUMN})
     except InputError as err:
-        return RowError(number, line, str(err), given["video"], given["audio"], given["output"])
+        message = str(err)
+        prefix = f"{SPEAKERS_COLUMN}: "
+        if timeline_file and message.startswith(prefix):  # "speakers: turns.csv: timeline row 2: ..."
+            message = f"{prefix}{timeline_file}: {message.removeprefix(prefix)}"
+        return RowError(number, line, message, given["video"], given["audio"], given["output"])
     return Job(number, line, video, audio, output, version, lipsync_options)
+
+
+def timeline_text(value: Any, base: Path) -> str:
+    """The ``speakers`` column's value → ``LipSyncOptions.speakers``: "" (empty: one face), "auto", or the text of
+    the timeline file it names (relative to ``base``, the jobs file's folder). :class:`InputError` naming the column
+    for a file that is missing, unreadable or empty; the timeline itself is checked with the other options."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(f"{SPEAKERS_COLUMN} must be auto or the path of a timeline file (CSV or JSON), got {value!r}")
+    name = value.strip()
+    if not name or name.lower() == AUTO_SPEAKERS:
+        return name.lower()
+    path = base / name
+    if not path.is_file():
+        raise InputError(f"{SPEAKERS_COLUMN}: no timeline file {name} (looked for {path}); give auto, or a CSV or "
+                         "JSON file of turns, relative to the jobs file's folder")  # fmt: skip
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets often write a byte-order mark
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{SPEAKERS_COLUMN}: could not read the timeline file {name} as text ({err})") from None
+    if not text.strip():  # (an empty text would silently mean "one face")
+        raise InputError(f"{SPEAKERS_COLUMN}: the timeline file {name} is empty; it needs rows start,end,speaker")
+    return text
 
 
 def _csv_rows(path: Path) -> Iterator[RawRow]:

@@ -28,6 +28,7 @@ class RowResult:
     sync_c_before: float | None = None  # Sync-C of the input as played against the new audio (--sync-scores)
     sync_c_after: float | None = None  # Sync-C of the output
     silent_audio: bool | None = None  # the audio had no speech for the mouth to follow (media.is_silent)
+    speaker_turns: str = ""  # a conversation's turns as applied: "0.00-1.20 s face 0, 1.20-2.00 s face 1"
     video: str = ""
     audio: str = ""
     output: str = ""
@@ -100,6 +101,7 @@ def format_table(results: Iterable[RowResult]) -> str:
         for _, attribute, fmt in TABLE_COLUMNS:
             if attribute is None:
                 text = result.error if result.status == FAILED else Path(result.output).name
+                text += f" (turns: {result.speaker_turns})" if result.speaker_turns else ""
                 cells.append(text + (" (silent audio)" if result.silent_audio else ""))
                 continue
             value = getattr(result, attribute)

@@ -85,9 +85,30 @@ def run_job(job: Job, pipelines: PipelineCache, progress: RowProgress | None = N
         sync_c_before=result.sync_before.confidence if result.sync_before else None,
         sync_c_after=result.sync_after.confidence if result.sync_after else None,
         silent_audio=result.silent_audio,
+        speaker_turns=_turns_text(result),
     )
 
 
+def _turns_text(result) -> str:
+    """A conversation's turns for the summary (and the frames of a turn whose face was not found); "" otherwise."""
+    if result.speaker_turns is None:
+        return ""
+    from latentsync.inference.conversation import describe_turns
+
+    text = describe_turns(list(result.speaker_turns))
+    for face_id, frames in sorted((result.turn_frames_without_face or {}).items()):
+        text += f"; face {face_id} not found in {frames} frames of its turns (passed through)"
+    return text
+
+
 def output_exists(job: Job) -> bool:
-    """The pipeline writes under a temporary name and renames at the end, so a file there is a finished one."""
-    return os.path.isfile(job.output)
+    """The pipeline writes under a temporary name and renames at the end, so a file there is a finished one. A
+    conversation's row also has OUTPUT.speakers.csv and OUTPUT.faces.png beside it (conversation.side_paths, written
+    just before the rename): it is finished when both are there too (one deleted by hand makes the row run again)."""
+    if not os.path.isfile(job.output):
+        return False
+    if not job.options.speakers:
+        return True
+    from latentsync.inference.conversation import side_paths
+
+    return all(path.is_file() for path in side_paths(job.output))

@@ -149,9 +149,12 @@ def speakers_text(value: str | None) -> str:
     if not path.is_file():
         raise InputError(f"--speakers: no timeline file {value} (give a CSV or JSON file of turns, or auto)")
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets often write a byte-order mark
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"--speakers: could not read {path.name} as text ({err})") from None
+    if not text.strip():  # (an empty value would silently mean one face)
+        raise InputError(f"--speakers: {path.name} is empty; it needs rows start,end,speaker")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

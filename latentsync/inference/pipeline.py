@@ -376,6 +376,7 @@ class LipSyncPipeline:
                     generated = _restored_native(generated, plan.schedule, track, matrices, restore)
             paste = _paste_window if restore is None else functools.partial(
                 paste_and_restore, paste=_paste_window, restore=restore)  # fmt: skip
+            side_files = (None, None)
             with media.VideoWriter(output, width=info.width, height=info.height, fps=fps, audio=audio,
                                    crf=options.crf, audio_seconds=plan.audio_seconds,
                                    create_folders=True) as writer:  # fmt: skip
@@ -392,6 +393,16 @@ class LipSyncPipeline:
                                 window = paste(window)
                         with timer.measure("encode"):
                             writer.write(window)
+                if conversation:  # the timeline used and the numbered faces, for a corrected re-run: written before
+                    # the output is moved into place (an output there has them beside it), removed if that fails
+                    used = turns_used(turns, media.VIDEO_FPS)
+                    side_files = write_side_files(output, used, faces, first_frame)
+                    try:
+                        writer.close()
+                    except BaseException:
+                        for path in side_files:
+                            path.unlink(missing_ok=True)
+                        raise
             # 6. Optionally, how well the mouth follows the new audio, before and after (on the 25 fps timeline).
             before = after = None
             if options.score_sync:
@@ -404,10 +415,6 @@ class LipSyncPipeline:
                     progress("sync scores", 1, passes)
                 after = self.sync_scorer.score(media.iter_video_frames(output, DECODE_CHUNK), boxes, plan.waveform)
                 progress("sync scores", passes, passes)
-            side_files = (None, None)
-            if conversation:  # the timeline used and the numbered faces, beside the output, for a corrected re-run
-                used = turns_used(turns, media.VIDEO_FPS)
-                side_files = write_side_files(output, used, faces, first_frame)
             progress("done", 1, 1)
         speaker_fields = {}
         if conversation:
@@ -449,7 +456,10 @@ class LipSyncPipeline:
         """The turns of ``speakers`` tied to face tracks, and whether they were found automatically."""
         timeline = parse_speakers(speakers)
         if timeline is not None:
-            return resolve_turns(timeline, faces), False
+            try:
+                return resolve_turns(timeline, faces), False
+            except InputError as err:
+                raise InputError(f"speakers: {err}") from None
         if not info.has_audio:
             raise InputError(f"speakers='auto' finds who speaks from the video's own soundtrack, and {info.path.name} "
                              "has none; give a timeline of turns instead (docs/conversations.md)")  # fmt: skip

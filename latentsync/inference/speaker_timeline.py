@@ -93,7 +93,7 @@ def _turn(record: dict, row: int) -> Turn:
 def parse_timeline(text: str) -> list[Turn]:
     """Turns from CSV (``start,end,speaker`` rows, header optional, a point quoted: ``1.5,3,"120,80"``) or JSON
     (a list of ``{"start", "end", "speaker"}`` objects). Rows are numbered from 1 in errors, the header excluded."""
-    stripped = text.strip()
+    stripped = text.lstrip("\ufeff").strip()  # (a byte-order mark, as spreadsheets write, is not content)
     if not stripped:
         raise InputError("timeline is empty: give rows of start, end, speaker")
     if stripped[0] in "[{":
