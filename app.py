@@ -34,6 +34,7 @@ from latentsync.app_support import PipelineCache, StageProgress, check_inputs, d
 from latentsync.app_support import first_frame, mark_point, on_zero_gpu, random_seed, speaker_from_click
 from latentsync.app_support import SMOKE_FACE_BACKENDS, api_rules, check_api_values, limit_malloc_arenas
 from latentsync.app_support import release_memory, stop_on_sigterm
+from latentsync.app_support import AUTOMATIC, GPU_SECONDS_MIN, ONE_FACE, TIMELINE, faces_preview, speakers_value
 from latentsync import media
 from latentsync.media import H264_CRF
 from latentsync.inference.pipeline import DEFAULT_GUIDANCE, DEFAULT_RESTORE_STRENGTH, DEFAULT_SEED, DEFAULT_STEPS, LARGEST_FACE
@@ -56,6 +57,16 @@ LENGTH_MODE_LABELS = {  # LipSyncOptions.length_mode -> the radio's words
     "freeze": "Follow the audio: hold the last frame",
     "video": "Follow the video: cut or pad the audio with silence",
 }
+SPEAKER_MODE_LABELS = {  # latentsync.app_support.SPEAKER_MODES -> the "Who speaks" radio's words
+    ONE_FACE: "One face (click on it)",
+    TIMELINE: "Timeline",
+    AUTOMATIC: "Automatic (who speaks in the original)",
+}
+SPEAKER_VIEW_LABEL = "Click the face that should speak (first frame)"
+FACES_VIEW_LABEL = "Every face, numbered (first frame)"
+TIMELINE_COLUMNS = ["start", "end", "speaker"]  # the timeline editor's columns, as the timeline's CSV header
+# Blank rows the editor starts with (more: a cell's menu, "Add row below"); blank rows are left out of the timeline.
+TIMELINE_ROWS = 4
 
 # The only mutable globals: models built on first use per version, then reused by every request, and the results
 # served so far (removed on shutdown; the hourly sweep removes older ones while the app runs).
@@ -63,7 +74,7 @@ PIPELINES = PipelineCache()
 RESULTS = ServedResults()
 API_PARAMETERS = ["video", "audio", "version", "steps", "guidance_scale", "seed", "randomize_seed", "score_sync",
                   "speaker", "length_mode", "native_fps", "crf", "photo", "faster", "seamless_audio_windows",
-                  "restore", "restore_strength"]  # /lipsync's values, in order
+                  "restore", "restore_strength", "speakers"]  # /lipsync's values, in order
 NOT_UPLOADED = ("A file in this request was not uploaded to this app: upload it first (POST /gradio_api/upload, or "
                 "handle_file with gradio_client) and send the path that returns.")  # fmt: skip
 
@@ -90,8 +101,8 @@ played back and forth; a photo becomes a still video. A result stays downloadabl
 
 TIPS = """
 **Tips for good results:** one clearly visible, roughly frontal face (with several, open "Speaker" and
-click the one that talks), not too small (at least ~100 px
-wide), mouth not covered; clear speech without music; 25 fps footage works best (other rates are
+click the one that talks; for a conversation, choose "Timeline" or "Automatic" there), not too small (at
+least ~100 px wide), mouth not covered; clear speech without music; 25 fps footage works best (other rates are
 resampled). Version 1.6 works on 512 px faces (sharper, about 4x slower), 1.5 on 256 px faces. More steps:
 slightly sharper, slower.
 """
@@ -153,6 +164,13 @@ def gpu_duration(job: LipSyncJob, progress: gr.Progress | None = None) -> int:
 def lipsync_on_gpu(job: LipSyncJob, progress: gr.Progress | None = None):
     with shown_to_user():  # in the wrapper: on ZeroGPU only gr.Error messages cross the worker boundary
         return PIPELINES.run(job, StageProgress(progress))
+
+
+@spaces.GPU(duration=GPU_SECONDS_MIN)  # the face backend is a GPU model: on ZeroGPU it runs only inside a GPU call
+def faces_on_gpu(version: str, smoke: bool, smoke_faces: str, path: str):
+    """The speaker panel's numbered faces (:func:`faces_preview`), with the face backend of ``version``'s pipeline."""
+    with shown_to_user():
+        return faces_preview(PIPELINES.get(version, smoke, smoke_faces).face_backend, path)
 
 
 def releasing_memory(handler: Callable) -> Callable:
@@ -225,16 +243,32 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                     elem_id="audio-in",
                 )  # fmt: skip
                 with gr.Accordion("Speaker (for videos with several faces)", open=False):
+                    speakers_mode = gr.Radio(
+                        [(label, mode) for mode, label in SPEAKER_MODE_LABELS.items()], value=ONE_FACE,
+                        label="Who speaks", elem_id="speakers-mode",
+                        info="One face all along; or a conversation: each face lip-synced only during its turns, "
+                             "from a timeline you enter or found in the video's own soundtrack.",
+                    )  # fmt: skip
                     speaker_view = gr.Image(
-                        label="Click the face that should speak (first frame)", interactive=False,
+                        label=SPEAKER_VIEW_LABEL, interactive=False,
                         elem_id="speaker-view",
                     )  # fmt: skip
-                    with gr.Row():
+                    faces_note = gr.Markdown("", visible=False, elem_id="speaker-faces-note")
+                    with gr.Row() as one_face_row:
                         speaker = gr.Textbox(
                             LARGEST_FACE, label="Speaker", elem_id="speaker", scale=3,
                             info="'largest', or the point x,y you clicked (pixels; fractions like 0.3,0.4 work).",
                         )  # fmt: skip
                         largest = gr.Button("Largest face", elem_id="speaker-largest", scale=1)
+                    timeline = gr.Dataframe(
+                        [[None, None, ""]] * TIMELINE_ROWS, headers=TIMELINE_COLUMNS,
+                        datatype=["number", "number", "str"], type="array", column_count=len(TIMELINE_COLUMNS),
+                        interactive=True, visible=False,
+                        label="Timeline: one row per turn (start and end in seconds, speaker = the face's number "
+                              "in the picture, or a point x,y on it)", elem_id="speakers-timeline",
+                    )  # fmt: skip
+                    # The /lipsync value that the choice above and the timeline make (set when "Lip sync" is clicked).
+                    speakers = gr.Textbox("", visible=False, elem_id="speakers")
                 with gr.Accordion("Length, frame rate and quality", open=False):
                     length_mode = gr.Radio(
                         [(label, mode) for mode, label in LENGTH_MODE_LABELS.items()], value="pingpong",
@@ -325,7 +359,7 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
             score_sync: bool = False, speaker: str = LARGEST_FACE, length_mode: str = "pingpong",
             native_fps: bool = False, crf: int = H264_CRF, photo: str | None = None, faster: bool = True,
             seamless_audio_windows: bool = True, restore: bool = False,
-            restore_strength: float = DEFAULT_RESTORE_STRENGTH,
+            restore_strength: float = DEFAULT_RESTORE_STRENGTH, speakers: str = "",
             progress=gr.Progress(),  # noqa: B008 -- how gradio passes a tracker
         ):  # fmt: skip
             """Re-generate the mouth in a face video so that it matches the speech (LatentSync).
@@ -355,6 +389,10 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                 restore: if true, sharpen the generated mouth with the GFPGAN v1.4 face restorer (fixed noise,
                     no flicker; eyes, hair and background untouched); default false
                 restore_strength: how much of the restored face is blended in, above 0 to 1 (default 0.5)
+                speakers: a conversation, each face lip-synced only during its turns: "" (default: one face, see
+                    speaker), "auto" (who speaks when, found in the video's own soundtrack), or a timeline as text,
+                    CSV rows "start,end,speaker" or JSON (docs/conversations.md); a speaker is a face number or a
+                    point "x,y" on the face. Not a file name: send the file's contents
             Returns:
                 the lip-synced MP4, a short text of what was done, the seed used
             """
@@ -364,7 +402,7 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                 used_seed = random_seed() if randomize_seed else seed
                 options = make_options(steps, guidance_scale, used_seed, score_sync, speaker, length_mode,
                                        native_fps, crf, faster, seamless_audio_windows, restore,
-                                       restore_strength)  # fmt: skip
+                                       restore_strength, speakers)  # fmt: skip
                 video_fps = media.probe(video).fps or media.VIDEO_FPS
             with tempfile.TemporaryDirectory(prefix="latentsync-app-") as workdir:  # this request's own
                 job = LipSyncJob(
@@ -378,16 +416,27 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
                 served = RESULTS.add(video_out.move_resource_to_block_cache(outcome.result.output))
             return served, describe_result(outcome.result, job, outcome.faces_in_first_frame), used_seed
 
-        def show_face(video: str | None, photo: str | None):
-            """The first frame, unmarked, and the speaker reset to the largest face (a new input was given)."""
+        def show_face(video: str | None, photo: str | None, mode: str, version: str):
+            """The speaker panel for a new input or choice: one face: the first frame, unmarked, and the speaker reset
+            to the largest face; a conversation: every face there boxed and numbered (the first 2 s tracked)."""
+            one = mode == ONE_FACE
+            label = SPEAKER_VIEW_LABEL if one else FACES_VIEW_LABEL
+            panel = [gr.update(visible=one), gr.update(visible=mode == TIMELINE)]
             path = video or photo
             if not path:
-                return None, LARGEST_FACE
-            with shown_to_user():
-                return first_frame(path), LARGEST_FACE
+                return gr.update(value=None, label=label), LARGEST_FACE, gr.update(value="", visible=False), *panel
+            if one:
+                with shown_to_user():
+                    view = gr.update(value=first_frame(path), label=label)
+                return view, LARGEST_FACE, gr.update(value="", visible=False), *panel
+            preview = faces_on_gpu(version, settings.smoke, settings.smoke_faces, path)
+            view = gr.update(value=preview.image, label=label)
+            return view, LARGEST_FACE, gr.update(value=preview.note, visible=True), *panel
 
-        def pick_speaker(video: str | None, photo: str | None, event: gr.SelectData):
+        def pick_speaker(video: str | None, photo: str | None, mode: str, event: gr.SelectData):
             path = video or photo
+            if mode != ONE_FACE:  # the numbered picture: faces are named by number in the timeline
+                return gr.skip(), gr.skip()
             if not path:
                 return None, LARGEST_FACE
             point = speaker_from_click(event.index)
@@ -395,19 +444,30 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
             with shown_to_user():
                 return mark_point(first_frame(path), x, y), point
 
-        face_inputs = [video_in, photo_in]
-        picker = {"outputs": [speaker_view, speaker], "api_visibility": "private", "show_progress": "hidden"}
-        video_in.change(show_face, face_inputs, **picker)
-        photo_in.change(show_face, face_inputs, **picker)
-        largest.click(show_face, face_inputs, **picker)
-        speaker_view.select(pick_speaker, face_inputs, **picker)
+        def speakers_for_run(mode: str, rows: list | None) -> str:
+            """The one ``speakers`` value of the call from "Who speaks" and the timeline editor (checked)."""
+            with shown_to_user():
+                return speakers_value(mode, rows)
+
+        panel_inputs = [video_in, photo_in, speakers_mode, version]
+        panel = {"outputs": [speaker_view, speaker, faces_note, one_face_row, timeline], "api_visibility": "private",
+                 "show_progress": "minimal"}  # fmt: skip
+        video_in.change(show_face, panel_inputs, **panel)
+        photo_in.change(show_face, panel_inputs, **panel)
+        largest.click(show_face, panel_inputs, **panel)
+        speakers_mode.change(show_face, panel_inputs, **panel)
+        speaker_view.select(pick_speaker, [video_in, photo_in, speakers_mode], outputs=[speaker_view, speaker],
+                            api_visibility="private", show_progress="hidden")  # fmt: skip
 
         rules = api_rules((steps_min, steps_max), (GUIDANCE_MIN, GUIDANCE_MAX), CRF_RANGE)
         demo.api_checks["lipsync"] = lambda values: check_api_values(API_PARAMETERS, values, rules)
+        # Two steps: the panel's choice and rows become the `speakers` value, then the pipeline call (the API).
         run.click(
+            speakers_for_run, [speakers_mode, timeline], [speakers], api_visibility="private", show_progress="hidden"
+        ).success(
             lipsync, inputs=[video_in, audio_in, version, steps, guidance, seed, randomize, score_sync, speaker,
                              length_mode, native_fps, crf, photo_in, faster, seamless_audio, restore,
-                             restore_strength],
+                             restore_strength, speakers],
             outputs=[video_out, summary, seed], api_name="lipsync", concurrency_limit=GPU_CONCURRENCY,
             concurrency_id="gpu",
             # The seed box is an output too (it shows the seed used), but no progress bar or error badge there.

@@ -52,7 +52,7 @@ SHORT_SECONDS = 0.3  # of speech: the output has ceil(0.3 x 25) = 8 frames, one 
 FAST = {"version": "1.5", "steps": 1, "guidance_scale": 1.0, "seed": 7}  # one step, guidance off
 PARAMETERS = ["video", "audio", "version", "steps", "guidance_scale", "seed", "randomize_seed", "score_sync",
               "speaker", "length_mode", "native_fps", "crf", "photo", "faster",
-              "seamless_audio_windows", "restore", "restore_strength"]  # fmt: skip
+              "seamless_audio_windows", "restore", "restore_strength", "speakers"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -369,7 +369,7 @@ def test_api_lists_one_named_endpoint_with_named_parameters(server, tmp_path):
                         "randomize_seed": False, "score_sync": False, "speaker": "largest",
                         "length_mode": "pingpong", "native_fps": False, "crf": 18, "photo": None,
                         "faster": True, "seamless_audio_windows": True, "restore": False,
-                        "restore_strength": 0.5}  # fmt: skip
+                        "restore_strength": 0.5, "speakers": ""}  # fmt: skip
     assert [r["label"] for r in endpoint["returns"]] == ["Lip-synced video", "What was done", "Seed"]
 
 

@@ -86,6 +86,50 @@ def test_example_to_lipsynced_video_in_chromium(page_url):
             browser.close()
 
 
+def test_conversation_timeline_in_chromium(page_url, tmp_path):
+    """The speaker panel: "Timeline" numbers both faces of the two-face clip, the table's rows become the call's
+    ``speakers`` value, and the summary lists the turns."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.two_faces import write_two_face_video
+
+    from .test_app import speech
+
+    clip = write_two_face_video(tmp_path / "two_faces.mp4")
+    audio = speech(tmp_path / "speech.wav", 0.32)  # 8 output frames
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(page_url, wait_until="domcontentloaded")
+            expect(page.locator("#smoke-banner")).to_be_visible(timeout=60_000)
+            page.locator("#video-in input[type=file]").set_input_files(str(clip))
+            page.locator("#audio-in input[type=file]").set_input_files(str(audio))
+            page.get_by_text("Speaker (for videos with several faces)").click()
+            page.locator("#speakers-mode").get_by_text("Timeline", exact=True).click()
+            note = page.locator("#speaker-faces-note")
+            expect(note).to_contain_text("Faces numbered in the first frame: 0, 1.", timeout=120_000)
+            expect(page.locator("#speaker")).to_be_hidden()  # the one-face picker's box
+            table = page.locator("#speakers-timeline")
+            for row, values in enumerate((["0", "0.16", "0"], ["0.16", "0.32", "1"])):
+                for column, value in enumerate(values):
+                    table.locator(f"[data-testid=cell-{row}-{column}]").dblclick()
+                    page.keyboard.press("Control+A")
+                    page.keyboard.type(value)
+                    page.keyboard.press("Enter")
+            page.get_by_text("Advanced settings").click()
+            for slider, value in (("#steps", "1"), ("#guidance", "1")):
+                set_number(page.locator(f"{slider} input[type=number]"), value)
+            page.locator("#run").click()
+            summary = page.locator("#summary textarea")
+            expect(summary).to_have_value(re.compile(r"^LatentSync 1\.5: 8 frames"), timeout=RUN_TIMEOUT_MS)
+            lines = summary.input_value().splitlines()
+            assert lines[1] == "Speaker turns from the timeline: 0.00-0.16 s face 0, 0.16-0.32 s face 1."
+            assert lines[2] == "Settings: 1 step, guidance 1, seed 1247, speakers from a timeline."
+        finally:
+            browser.close()
+
+
 def set_number(box, value: str, attempts: int = 5) -> None:
     """Type ``value`` into a slider's number box. Right after the accordion opens, Gradio may still write the
     slider's initial value over a fill (seen once in CI under load: the box went back to 20), so retry until it

@@ -30,8 +30,8 @@ from .conftest import REPO_ROOT
 from .test_app import SHORT_SECONDS, inputs, private_face_cache, serve  # noqa: F401 -- fixtures shared
 
 FILE = {"meta": {"_type": "gradio.FileData"}}
-# The 17 values of a valid call after the two files (docs/app.md's values, one fast step in smoke mode).
-VALUES = ["1.5", 1, 1.0, 7, False, False, "largest", "pingpong", False, 18, None, True, True, False, 0.5]
+# The 16 values of a valid call after the two files (docs/app.md's values, one fast step in smoke mode).
+VALUES = ["1.5", 1, 1.0, 7, False, False, "largest", "pingpong", False, 18, None, True, True, False, 0.5, ""]
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,11 @@ def with_value(uploaded: list[dict], index: int, value) -> list:
         (6, "yes", "The parameter randomize_seed must be true or false, got 'yes'."),
         (8, 3, "The parameter speaker must be a string, got 3."),
         (8, "nose", "The parameter speaker must be 'largest' or a point 'x,y' on the speaker's face"),
+        (17, 3, ("The parameter speakers must be a string: '' (one face), 'auto' or a timeline of turns (CSV or "
+                 "JSON text), got 3.")),
+        (17, "turns.csv", "Speakers: timeline row 1: expected 3 columns start, end, speaker"),
+        (17, "start,end,speaker\n2,1,0", "Speakers: timeline row 1: end (1 s) must be after start (2 s)."),
+        (17, '[{"start": 0, "end": 1}]', "Speakers: timeline row 1: missing speaker"),
     ],
 )
 def test_each_bad_value_is_refused_with_its_parameter_and_allowed_values(server, uploaded, index, value, message):
@@ -97,12 +102,17 @@ def test_too_few_values_name_the_missing_parameters(server, uploaded):
     event, data = call(server, [*uploaded, *VALUES[:6]])  # the eight values the README used to send
     assert event == "error"
     assert data["error"] == (
-        "This endpoint takes 17 values in this order: video, audio, version, steps, guidance_scale, seed, "
+        "This endpoint takes 18 values in this order: video, audio, version, steps, guidance_scale, seed, "
         "randomize_seed, score_sync, speaker, length_mode, native_fps, crf, photo, faster, seamless_audio_windows, "
-        "restore, restore_strength; got 8, so speaker, length_mode, native_fps, crf, photo, faster, "
-        "seamless_audio_windows, restore, restore_strength are missing. Send all 17 (or use gradio_client, which "
-        "fills in the defaults)."
+        "restore, restore_strength, speakers; got 8, so speaker, length_mode, native_fps, crf, photo, faster, "
+        "seamless_audio_windows, restore, restore_strength, speakers are missing. Send all 18 (or use "
+        "gradio_client, which fills in the defaults)."
     )
+    # a client written for the 17 values before speakers was appended: told the one value to add (docs/app.md)
+    event, data = call(server, [*uploaded, *VALUES[:-1]])
+    assert event == "error"
+    assert data["error"].endswith("got 17, so speakers is missing. Send all 18 (or use gradio_client, which fills "
+                                  "in the defaults).")  # fmt: skip
 
 
 def test_a_file_that_was_not_uploaded_is_refused_in_a_sentence_and_one_log_line(server, uploaded, caplog, capfd):
@@ -180,7 +190,7 @@ def test_documented_curl_sequence_runs_against_the_app(server, inputs, tmp_path)
 
 def test_the_value_check_knows_every_parameter_of_the_endpoint():
     """The refusal sentences list the endpoint's parameters from app.API_PARAMETERS: it must be the endpoint's own
-    list (a parameter appended to /lipsync and not here would make a valid 17-value call "too few")."""
+    list (a parameter appended to /lipsync and not here would make a valid 18-value call "too few")."""
     from .test_app import PARAMETERS
 
     assert app.API_PARAMETERS == PARAMETERS

@@ -5,16 +5,19 @@ formats.
 
 The random detector reports a face per 128 px anchor and the landmarks are random, so this asserts what does
 not depend on where they fall: the output's frames and audio, the summary's length line, the seed, no
+error; and for a conversation (``speakers``, every face tracked), a result or a clear sentence, never an internal
 error."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # set before gradio is imported: no calls home
 
 import pytest
+from gradio_client.exceptions import AppError
 
 import app
 from latentsync.app_support import AppSettings, PipelineCache
@@ -79,7 +82,9 @@ def test_lipsync_on_face_alignment_returns_the_video(inputs, tmp_path, monkeypat
     try:
         with serve(settings) as url:
             request = lipsync_args(inputs["video"], inputs["audio"], score_sync=True)
-            video, text, seed = client(url, tmp_path / "downloads").predict(**request)
+            api = client(url, tmp_path / "downloads")
+            video, text, seed = api.predict(**request)
+            conversation = conversation_call(api, inputs)
         folder = app.PIPELINES._smoke_checkpoints("face_alignment")  # written by the request, not here
         assert (folder / "auxiliary" / "s3fd-619a316812.pth").is_file()
         assert '"face_backend": "face_alignment"' in (folder / "latentsync_config.json").read_text()
@@ -90,3 +95,21 @@ def test_lipsync_on_face_alignment_returns_the_video(inputs, tmp_path, monkeypat
     assert lines[0].startswith("LatentSync 1.5: 8 frames (0.32 s at 25 fps) for 0.30 s of audio;")
     assert lines[1] == "Settings: 1 step, guidance 1, seed 7." and seed == 7
     assert lines[-1] == "Smoke-test mode: tiny random models, so the mouth is NOT lip-synced."
+    # the conversation: face 0 speaks throughout, whatever the random detector made of the frames
+    if isinstance(conversation, AppError):
+        message = str(conversation)
+        assert not message.startswith("The upstream Gradio app has raised an exception"), message  # not a gr.Error
+        assert message.endswith(".") and "Traceback" not in message, message
+        assert re.search(r"speakers|timeline|face", message, re.IGNORECASE), message
+    else:
+        video, text, _ = conversation
+        assert_short_output(video)
+        assert "Speaker turns from the timeline: 0.00-0.32 s face 0." in text.splitlines(), text
+
+
+def conversation_call(api, inputs):
+    """/lipsync with a one-turn timeline: its (video, summary, seed), or the AppError it was refused with."""
+    try:
+        return api.predict(**lipsync_args(inputs["video"], inputs["audio"], speakers="0,0.32,0"))
+    except AppError as err:
+        return err

@@ -92,9 +92,11 @@ def wide_unet(setup):
 
 # Optimiser steps on the same 4 clips (batch 4). The total loss cannot fall much below ~0.13: LPIPS of the random
 # tiny VAE's reconstruction (0.1 x 0.9) and the random StableSyncNet's sync loss (0.05 x ~0.8) stay. Measured on 2
-# threads (AMD EPYC): 1.230 -> 0.249 / 0.205 / 0.183 after 50 / 60 / 70 steps (4.9x / 6.0x / 6.7x); one thread
-# takes another float trajectory (5.3x after 50) at 1.9 s per step instead of 1.3.
-OVERFIT_STEPS = 60
+# threads (AMD EPYC): 1.230 -> 0.403 / 0.353 / 0.313 / 0.209 after 20 / 25 / 30 / 60 steps (3.1x / 3.5x / 3.9x /
+# 5.9x), falling steadily; one thread takes another float trajectory at 1.9 s per step instead of 1.3. 25 steps
+# with a 3x bar keep the check (the loss falls on fixed samples) at ~35 s.
+OVERFIT_STEPS = 25
+OVERFIT_FACTOR = 3.0
 
 
 @pytest.mark.slow
@@ -115,7 +117,7 @@ def test_stage2_overfits_four_clips(setup, wide_unet):
     assert config["trainable_modules"] == ["motion_modules.", "attentions."] and config["loss"] == {}  # stage 2
     result = train_unet(unet_config_from_dict(config))
     first, last = result.losses[1], result.losses[OVERFIT_STEPS]
-    assert first / last >= 5, (first, last, result.losses)
+    assert first / last >= OVERFIT_FACTOR, (first, last, result.losses)
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 ``app.py`` builds the UI; this package holds the parts that can be tested without a browser or a server, and
 it never imports gradio (``gr.Progress`` is passed in as a plain callable). Its modules: ``settings``,
-``requests``, ``summary``, ``server`` and ``api_values``; everything public is re-exported here:
+``requests``, ``summary``, ``speakers``, ``server`` and ``api_values``; everything public is re-exported here:
 
 * :class:`AppSettings`: the environment knobs (``MAX_SECONDS``, ``LATENTSYNC_SMOKE``,
   ``LATENTSYNC_SMOKE_FACES``).
@@ -13,10 +13,12 @@ it never imports gradio (``gr.Progress`` is passed in as a plain callable). Its 
   app's only mutable global.
 * :class:`StageProgress`: the pipeline's ``(stage, done, total)`` callbacks as ``gr.Progress`` calls.
 * :func:`describe_result`: the short text shown under the output video.
+* :func:`speakers_value`, :func:`timeline_from_rows`, :func:`faces_preview`: the speaker panel for conversations
+  ("Who speaks", the timeline editor, the first frame with every face numbered) as the one ``speakers`` value.
 * :class:`ServedResults`, :func:`release_memory`, :func:`limit_malloc_arenas`: what keeps a long-running Space flat
   (results removed on shutdown, freed memory handed back to the OS after each request).
-* :class:`Range`, :class:`Choices`, :func:`check_api_values`: the API's values checked with sentences that name the
-  parameter and what it accepts (gradio's own checks do not say which parameter).
+* :class:`Range`, :class:`Choices`, :class:`Speakers`, :func:`check_api_values`: the API's values checked with
+  sentences that name the parameter and what it accepts (gradio's own checks do not say which parameter).
 """
 
 from latentsync.app_support.settings import (  # noqa: F401
@@ -36,6 +38,7 @@ from latentsync.app_support.settings import (  # noqa: F401
     random_seed,
 )
 from latentsync.app_support.requests import (  # noqa: F401
+    AUTO_SPEAKER_FACES,
     ESTIMATE_MARGIN,
     FACE_SECONDS_PER_FRAME,
     GPU_SECONDS_MAX,
@@ -65,6 +68,19 @@ from latentsync.app_support.summary import (  # noqa: F401
     speaker_from_click,
     StageProgress,
 )
+from latentsync.app_support.speakers import (  # noqa: F401
+    AUTOMATIC,
+    ONE_FACE,
+    PREVIEW_FRAMES,
+    PREVIEW_SECONDS,
+    SPEAKER_MODES,
+    TIMELINE,
+    FacesPreview,
+    faces_preview,
+    rows_from_timeline,
+    speakers_value,
+    timeline_from_rows,
+)
 from latentsync.app_support.server import (  # noqa: F401
     M_ARENA_MAX,
     MALLOC_ARENA_MAX_ENV,
@@ -81,5 +97,6 @@ from latentsync.app_support.api_values import (  # noqa: F401
     Choices,
     Flag,
     Range,
+    Speakers,
     Text,
 )

@@ -1,6 +1,6 @@
 """The ``/lipsync`` API's raw values checked with sentences that name the parameter and what it accepts
-(:class:`Range`, :class:`Choices`, :class:`Flag`, :class:`Text`, :func:`check_api_values`); gradio's own checks do
-not say which parameter. Part of :mod:`latentsync.app_support`."""
+(:class:`Range`, :class:`Choices`, :class:`Flag`, :class:`Text`, :class:`Speakers`, :func:`check_api_values`);
+gradio's own checks do not say which parameter. Part of :mod:`latentsync.app_support`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from latentsync.app_support.settings import MAX_SEED, VERSIONS
 from latentsync.errors import InputError
+from latentsync.inference.conversation import parse_speakers
 from latentsync.inference.timeline import LENGTH_MODES
 
 if TYPE_CHECKING:
@@ -77,8 +78,24 @@ class Text:
             raise InputError(f"The parameter {name} must be a string, got {value!r}.")
 
 
+@dataclass(frozen=True)
+class Speakers:
+    """A conversation's turns: "" (one face), "auto", or a timeline as CSV or JSON text, checked by the pipeline's
+    parser (its sentence names the row and the rule). Never a file name: the server reads no path a caller names."""
+
+    def check(self, name: str, value: Any) -> None:
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"The parameter {name} must be a string: '' (one face), 'auto' or a timeline of turns "
+                             f"(CSV or JSON text), got {value!r}.")  # fmt: skip
+        if value and value.strip():
+            parse_speakers(value)
+
+
+Rule = Range | Choices | Flag | Text | Speakers  # what api_rules maps a parameter to
+
+
 def api_rules(steps_range: tuple[int, int], guidance_range: tuple[float, float],
-              crf_range: tuple[int, int]) -> dict[str, Range | Choices | Flag | Text]:  # fmt: skip
+              crf_range: tuple[int, int]) -> dict[str, Rule]:  # fmt: skip
     """What each non-file parameter of ``/lipsync`` accepts, from the page's own widget ranges."""
     return {
         "version": Choices(VERSIONS),
@@ -95,10 +112,11 @@ def api_rules(steps_range: tuple[int, int], guidance_range: tuple[float, float],
         "seamless_audio_windows": Flag(),
         "restore": Flag(),
         "restore_strength": Range(0.0, 1.0),  # above 0 when restore is on: make_options says so in a sentence
+        "speakers": Speakers(),
     }
 
 
-def check_api_values(names: list[str], values: list[Any], rules: Mapping[str, Range | Choices | Flag | Text]) -> None:
+def check_api_values(names: list[str], values: list[Any], rules: Mapping[str, Rule]) -> None:
     """Check the raw values of a call (as sent, before gradio converts them) against ``rules``.
 
     Raises :class:`InputError` with a sentence naming the parameter and what it accepts; for too few values, one

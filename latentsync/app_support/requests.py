@@ -26,6 +26,7 @@ from latentsync.app_support.summary import first_frame
 from latentsync.errors import CheckpointError, InputError
 from latentsync.faces.batch_detection import detect_frames
 from latentsync.faces.detection import REFERENCE_MIN_SCORE, SMALL_FACE_MIN_SIZE, is_usable
+from latentsync.inference.conversation import AUTO
 from latentsync.inference.input_checks import LARGEST_FACE, probe_face_input
 from latentsync.inference.pipeline import LipSyncOptions, LipSyncResult
 
@@ -48,6 +49,9 @@ SYNC_SCORE_SECONDS_PER_FRAME = 0.01  # SyncNet crops and embeddings, done twice 
 # mask and the blend back on the CPU. An estimate, not yet measured on a GPU (benchmarks/bench_restore.py
 # --device cuda gives the figure to put here).
 RESTORE_SECONDS_PER_FRAME = 0.03
+# speakers="auto" scores every face of the video with SyncNet against its own soundtrack (one pass per face, as a
+# Sync-C pass); how many faces there are is known only after the face pass, so the estimate assumes this many.
+AUTO_SPEAKER_FACES = 3
 # A cached (DeepCache) step runs only the UNet's outermost blocks: about a tenth of a full step (speed helper's
 # estimate; the reference app's interval 3 at 20 steps = 7 full + 13 cached steps, ~2x faster overall).
 PARTIAL_STEP_COST = 0.1
@@ -102,7 +106,9 @@ def gpu_seconds(version: str, video_seconds: float, audio_seconds: float, option
     """Estimated GPU time of one call, for ``@spaces.GPU(duration=...)``, clamped to what ZeroGPU grants.
 
     ``native_fps``: the video's own rate, used when ``options.native_fps`` (faces are handled on every native
-    frame; the diffusion still runs at 25 fps)."""
+    frame; the diffusion still runs at 25 fps). A conversation (``options.speakers``) costs as much as one face (the
+    detector runs once per frame either way, and its turns usually cover each frame once), plus, with "auto", a
+    SyncNet pass per face (:data:`AUTO_SPEAKER_FACES` assumed)."""
     face_fps = native_fps if options.native_fps else media.VIDEO_FPS
     frames_out = media.frames_for_duration(audio_seconds)
     face_frames = media.frames_for_duration(video_seconds, face_fps) + media.frames_for_duration(audio_seconds, face_fps)
@@ -115,6 +121,8 @@ def gpu_seconds(version: str, video_seconds: float, audio_seconds: float, option
         work += 2 * frames_out * SYNC_SCORE_SECONDS_PER_FRAME
     if options.restore:
         work += media.frames_for_duration(audio_seconds, face_fps) * RESTORE_SECONDS_PER_FRAME
+    if options.speakers.strip().lower() == AUTO:  # finding who speaks: SyncNet over every face of the video
+        work += AUTO_SPEAKER_FACES * media.frames_for_duration(video_seconds) * SYNC_SCORE_SECONDS_PER_FRAME
     estimate = GPU_STARTUP_SECONDS + ESTIMATE_MARGIN * work
     return int(min(max(math.ceil(estimate), GPU_SECONDS_MIN), GPU_SECONDS_MAX))
 
@@ -143,7 +151,7 @@ class JobOutcome:
     """What the GPU step hands back (plain data: it pickles out of a ZeroGPU worker)."""
 
     result: LipSyncResult
-    faces_in_first_frame: int | None = None  # usable faces where the speaker is picked; None: a point was given
+    faces_in_first_frame: int | None = None  # usable faces where the speaker is picked; None: a point, or turns
 
 
 def count_faces(face_backend: Any, path: str | os.PathLike) -> int:
@@ -200,8 +208,9 @@ class PipelineCache:
             return self._pipelines[key]
 
     def run(self, job: LipSyncJob, progress: Callable[[str, int, int], None] | None = None) -> JobOutcome:
-        """Run ``job`` with its version's pipeline; with the largest face as the speaker, also count the faces the
-        Speaker picker shows (:func:`count_faces`), so that the summary can say when there was a choice."""
+        """Run ``job`` with its version's pipeline; with the largest face as the speaker (not a conversation), also
+        count the faces the Speaker picker shows (:func:`count_faces`), so that the summary can say when there was a
+        choice."""
         pipeline = self.get(job.version, job.smoke, job.smoke_faces)
         if job.options.score_sync and getattr(pipeline, "sync_scorer", None) is None:
             raise InputError(
@@ -209,7 +218,7 @@ class PipelineCache:
                 "are missing. Untick 'Compute Sync-C scores' and try again."
             )
         result = pipeline(job.video, job.audio, job.output, job.options, progress=progress)
-        largest = job.options.speaker == LARGEST_FACE
+        largest = job.options.speaker == LARGEST_FACE and not job.options.speakers
         return JobOutcome(result, count_faces(pipeline.face_backend, job.video) if largest else None)
 
     def close(self) -> None:

@@ -90,10 +90,11 @@ def make_options(
     steps: float, guidance_scale: float, seed: float | None, score_sync: bool = False,
     speaker: str | None = LARGEST_FACE, length_mode: str = "pingpong", native_fps: bool = False,
     crf: float = media.H264_CRF, faster: bool = True, seamless_audio_windows: bool = True, restore: bool = False,
-    restore_strength: float = DEFAULT_RESTORE_STRENGTH,
+    restore_strength: float = DEFAULT_RESTORE_STRENGTH, speakers: str | None = "",
 ) -> LipSyncOptions:  # fmt: skip
     """Options from the UI's values (sliders send floats), checked: a bad value raises :class:`InputError`.
-    ``restore``: the face restorer on (with ``restore_strength``) or off."""
+    ``restore``: the face restorer on (with ``restore_strength``) or off. ``speakers``: "" (one face: ``speaker``),
+    "auto", or a timeline's CSV / JSON text (never a file name: the app reads no path a user names)."""
     if seed is None:
         raise InputError("Please enter a seed (a whole number) or tick 'Random seed'.")
     if crf is None or float(crf) != int(crf):
@@ -103,7 +104,8 @@ def make_options(
                              length_mode=length_mode, native_fps=bool(native_fps), crf=int(crf),
                              cache_interval=REFERENCE_CACHE_INTERVAL if faster else 1,
                              whisper_windows="seamless" if seamless_audio_windows else "reference",
-                             restore=_strength(restore_strength) if restore else 0.0)  # fmt: skip
+                             restore=_strength(restore_strength) if restore else 0.0,
+                             speakers=speakers.strip() if isinstance(speakers, str) else speakers or "")  # fmt: skip
     options.check()
     return options
 

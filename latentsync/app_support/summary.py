@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from latentsync import media
 from latentsync.faces.detection import MIN_FACE_HEIGHT, MIN_FACE_WIDTH
+from latentsync.inference.conversation import AUTO, describe_turns
 from latentsync.inference.pipeline import FRAMES_PER_CALL, LipSyncOptions, LipSyncResult
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class StageProgress:
     LABELS: ClassVar[dict[str, tuple[str, str]]] = {  # stage -> (description, unit)
         "audio features": ("Reading the speech (Whisper audio features)", "steps"),
         "analysing faces": ("Finding the face in every frame", "frames"),
+        "finding who speaks": ("Finding who speaks (SyncNet on every face)", "steps"),
         "copying frames": ("Face track from the cache; copying the frames to repeat", "frames"),
         "lip sync": (f"Lip sync: diffusion, {FRAMES_PER_CALL} frames per chunk", "chunks"),
         "sync scores": ("Sync-C scores with SyncNet (input, then output)", "videos"),
@@ -51,6 +53,10 @@ class StageProgress:
             desc, unit = "Encoding the MP4 (H.264 + AAC)", "steps"
             done, total = 1, 1
         self.report((done, max(total, 1)), desc=desc, unit=unit)
+
+
+def _automatic(options: LipSyncOptions) -> bool:
+    return options.speakers.strip().lower() == AUTO
 
 
 def _extra_settings(options: LipSyncOptions) -> str:
@@ -71,6 +77,8 @@ def _extra_settings(options: LipSyncOptions) -> str:
         parts.append(f"{options.whisper_windows} audio windows")
     if options.restore:
         parts.append(f"face restoration (strength {options.restore:g})")
+    if options.speakers:
+        parts.append("speakers found automatically" if _automatic(options) else "speakers from a timeline")
     return "".join(f", {part}" for part in parts)
 
 
@@ -109,13 +117,15 @@ def speaker_from_click(index: tuple[float, float] | list[float]) -> str:
 
 
 def decisions(result: LipSyncResult, faces_in_first_frame: int | None = None) -> list[str]:
-    """Sentences on what was decided for the user: which face, frames passed through, a small face."""
+    """Sentences on what was decided for the user: which face (or which turns), frames passed through, a small face."""
     notes = []
     if faces_in_first_frame is not None and faces_in_first_frame > 1:
         notes.append(f"{faces_in_first_frame} faces found; the largest was lip-synced. To choose another, open "
                      "Speaker and click it.")  # fmt: skip
     passed = result.num_frames - result.frames_with_face
-    if passed > 0:
+    if result.speaker_turns is not None:
+        notes.extend(_conversation_notes(result))
+    elif passed > 0:
         notes.append(
             f"{passed} of {result.num_frames} frames had no usable face and were passed through unchanged (a face "
             "turned away, covered, too small or out of the picture)."
@@ -129,12 +139,34 @@ def decisions(result: LipSyncResult, faces_in_first_frame: int | None = None) ->
     return notes
 
 
+def _conversation_notes(result: LipSyncResult) -> list[str]:
+    """A conversation: the turns used (face numbers as in the Speaker panel's picture), the frames of a turn whose
+    face was not found, and the frames outside every turn."""
+    turns = list(result.speaker_turns or ())
+    if result.speakers_detected:
+        how = ("Speaker turns found in the video's own soundtrack (to correct them, choose Timeline and enter them as "
+               "rows start, end, face number)")  # fmt: skip
+    else:
+        how = "Speaker turns from the timeline"
+    notes = [f"{how}: {describe_turns(turns) if turns else 'none'}."]
+    for face_id, frames in sorted((result.turn_frames_without_face or {}).items()):
+        notes.append(f"Face {face_id} was not found in {frames} frames of its turns; they were passed through "
+                     "unchanged.")  # fmt: skip
+    passed = result.num_frames - result.frames_with_face
+    if passed > 0:
+        notes.append(f"{passed} of {result.num_frames} frames are outside every turn (or their face was missing) and "
+                     "were passed through unchanged.")  # fmt: skip
+    return notes
+
+
 def describe_result(result: LipSyncResult, job: LipSyncJob, faces_in_first_frame: int | None = None) -> str:
     """A few lines on what was done: length, frames, time taken, what was decided for the user (:func:`decisions`),
     version, settings, Sync-C when asked."""
     o = job.options
-    # scores and the small-face note get their own lines
-    plain = dataclasses.replace(result, sync_before=None, sync_after=None, small_face_frames=0)
+    # scores, the small-face note and a conversation's turns get their own lines (and the side files the pipeline
+    # wrote next to the output are not served: the request's folder is gone)
+    plain = dataclasses.replace(result, sync_before=None, sync_after=None, small_face_frames=0, speaker_turns=None,
+                                speakers_file=None, faces_image=None)  # fmt: skip
     steps = f"{o.steps} step{'s' if o.steps != 1 else ''}"
     lines = [
         f"LatentSync {job.version}: {plain.summary()}.",

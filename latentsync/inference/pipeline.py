@@ -323,6 +323,8 @@ class LipSyncPipeline:
             # constant-rate copy if the video will be repeated (read backwards, or from the start again).
             # Only when the video looks shorter than the output; an estimate off by a frame falls back to seeking.
             count = None if options.length_mode == "video" else num_out_audio
+            if count is not None and options.speakers.strip().lower() == "auto":
+                count = max(count, SPEAKER_DETECTION.window_frames)  # who speaks needs a scoring window of frames
             may_repeat = not photo and count is not None and info.frames_at(fps) < count
             copy_path = Path(workdir) / "frames.mp4" if may_repeat else None
             if conversation:
@@ -461,7 +463,7 @@ class LipSyncPipeline:
             except InputError as err:
                 raise InputError(f"speakers: {err}") from None
         if not info.has_audio:
-            raise InputError(f"speakers='auto' finds who speaks from the video's own soundtrack, and {info.path.name} "
+            raise InputError(f"speakers: auto finds who speaks from the video's own soundtrack, and {info.path.name} "
                              "has none; give a timeline of turns instead (docs/conversations.md)")  # fmt: skip
         progress("finding who speaks", 0, 1)
         chunks = lambda: media.iter_video_frames(video, DECODE_CHUNK, count=faces.num_frames, info=info,  # noqa: E731

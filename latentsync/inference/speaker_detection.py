@@ -118,9 +118,9 @@ def decide_speakers(scores: np.ndarray, starts: np.ndarray, num_frames: int,
              for row, track_id in enumerate(track_ids) for a, b in _runs(active[row])]
     if not turns:
         best = np.nanmax(scores) if np.isfinite(scores).any() else float("nan")
-        raise InputError(f"speakers='auto' found no speaking face: no face track reached SyncNet confidence "
+        raise InputError(f"speakers: auto found no speaking face: no face track reached SyncNet confidence "
                          f"{config.on_threshold:g} for {config.min_turn_seconds:g} s (best {best:.2f}); "
-                         "give a timeline of turns instead (--speakers FILE, docs/conversations.md)")  # fmt: skip
+                         "give a timeline of turns instead (docs/conversations.md)")  # fmt: skip
     return sorted(turns, key=lambda t: (t.start, t.face_id))
 
 
@@ -148,8 +148,8 @@ def score_tracks(scorer, frames: FrameSource, result: MultiTrackResult, audio: n
     from latentsync.sync.scoring import score_embeddings
 
     if audio is None or len(audio) == 0:
-        raise InputError("speakers='auto' needs the video's own soundtrack and this video has none; "
-                         "give a timeline of turns instead (--speakers FILE)")  # fmt: skip
+        raise InputError("speakers: auto needs the video's own soundtrack and this video has none; "
+                         "give a timeline of turns instead (docs/conversations.md)")  # fmt: skip
     chunks, count = _chunks(frames)
     num_frames = result.num_frames if count is None else count
     if num_frames != result.num_frames:
@@ -158,7 +158,7 @@ def score_tracks(scorer, frames: FrameSource, result: MultiTrackResult, audio: n
     starts = window_starts(n_sync + SYNC_WINDOW_FRAMES - 1, config)
     scores = np.full((len(result.tracks), len(starts)), np.nan)
     if n_sync < 1 or len(starts) == 0:
-        raise InputError(f"speakers='auto' needs at least {config.window_frames} frames of video with sound; "
+        raise InputError(f"speakers: auto needs at least {config.window_frames} frames of video with sound; "
                          f"got {num_frames} frames")  # fmt: skip
     audio_emb = scorer.embed_audio(audio, n_sync)  # (n_sync, D)
     span = config.window_frames - SYNC_WINDOW_FRAMES + 1  # SyncNet windows inside one scoring window
@@ -179,6 +179,6 @@ def detect_speakers(scorer, frames: FrameSource, result: MultiTrackResult, audio
                     config: SpeakerDetectionConfig = SpeakerDetectionConfig()) -> list[Turn]:  # fmt: skip
     """The automatic timeline: :func:`score_tracks` then :func:`decide_speakers`."""
     if not result.tracks:
-        raise InputError("speakers='auto': no face found in the video; give a timeline of turns instead")
+        raise InputError("speakers: auto found no face in the video; give a timeline of turns instead")
     scores, starts = score_tracks(scorer, frames, result, audio, config)
     return decide_speakers(scores, starts, result.num_frames, config, [t.track_id for t in result.tracks])
