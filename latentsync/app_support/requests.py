@@ -26,7 +26,7 @@ from latentsync.app_support.summary import first_frame
 from latentsync.errors import CheckpointError, InputError
 from latentsync.faces.batch_detection import detect_frames
 from latentsync.faces.detection import REFERENCE_MIN_SCORE, SMALL_FACE_MIN_SIZE, is_usable
-from latentsync.inference.conversation import AUTO
+from latentsync.inference.conversation import is_automatic
 from latentsync.inference.input_checks import LARGEST_FACE, probe_face_input
 from latentsync.inference.pipeline import LipSyncOptions, LipSyncResult
 
@@ -121,7 +121,7 @@ def gpu_seconds(version: str, video_seconds: float, audio_seconds: float, option
         work += 2 * frames_out * SYNC_SCORE_SECONDS_PER_FRAME
     if options.restore:
         work += media.frames_for_duration(audio_seconds, face_fps) * RESTORE_SECONDS_PER_FRAME
-    if options.speakers.strip().lower() == AUTO:  # finding who speaks: SyncNet over every face of the video
+    if is_automatic(options.speakers):  # finding who speaks: SyncNet over every face of the video
         work += AUTO_SPEAKER_FACES * media.frames_for_duration(video_seconds) * SYNC_SCORE_SECONDS_PER_FRAME
     estimate = GPU_STARTUP_SECONDS + ESTIMATE_MARGIN * work
     return int(min(max(math.ceil(estimate), GPU_SECONDS_MIN), GPU_SECONDS_MAX))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from latentsync import media
 from latentsync.faces.detection import MIN_FACE_HEIGHT, MIN_FACE_WIDTH
-from latentsync.inference.conversation import AUTO, describe_turns
+from latentsync.inference.conversation import describe_turns, is_automatic
 from latentsync.inference.pipeline import FRAMES_PER_CALL, LipSyncOptions, LipSyncResult
 
 if TYPE_CHECKING:
@@ -55,10 +55,6 @@ class StageProgress:
         self.report((done, max(total, 1)), desc=desc, unit=unit)
 
 
-def _automatic(options: LipSyncOptions) -> bool:
-    return options.speakers.strip().lower() == AUTO
-
-
 def _extra_settings(options: LipSyncOptions) -> str:
     """The issue-15 settings that differ from their defaults, for the settings line."""
     default = LipSyncOptions()
@@ -78,7 +74,7 @@ def _extra_settings(options: LipSyncOptions) -> str:
     if options.restore:
         parts.append(f"face restoration (strength {options.restore:g})")
     if options.speakers:
-        parts.append("speakers found automatically" if _automatic(options) else "speakers from a timeline")
+        parts.append("speakers found automatically" if is_automatic(options.speakers) else "speakers from a timeline")
     return "".join(f", {part}" for part in parts)
 
 

@@ -93,12 +93,9 @@ def _turns_text(result) -> str:
     """A conversation's turns for the summary (and the frames of a turn whose face was not found); "" otherwise."""
     if result.speaker_turns is None:
         return ""
-    from latentsync.inference.conversation import describe_turns
+    from latentsync.inference.conversation import describe_missing, describe_turns
 
-    text = describe_turns(list(result.speaker_turns))
-    for face_id, frames in sorted((result.turn_frames_without_face or {}).items()):
-        text += f"; face {face_id} not found in {frames} frames of its turns (passed through)"
-    return text
+    return "; ".join([describe_turns(list(result.speaker_turns)), *describe_missing(result.turn_frames_without_face)])
 
 
 def output_exists(job: Job) -> bool:

@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         from latentsync.devices import parse_device, parse_dtype
         from latentsync.inference.input_checks import probe_inputs, speaker_point
         from latentsync.inference.loading import load_pipeline
+        from latentsync.inference.conversation import is_automatic
         from latentsync.inference.pipeline import LipSyncOptions
 
         # 1. Everything that can be checked in a second, before the models load (seconds to minutes).
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             from latentsync.checkpoints import resolve_release_file
 
             resolve_release_file("gfpgan_v1.4", args.checkpoints)
-        if options.speakers == "auto":  # SyncNet finds who speaks (a download on first use): before the models too
+        if is_automatic(options.speakers):  # SyncNet finds who speaks (a download on first use): before the models too
             from latentsync.checkpoints import resolve_syncnet_v2
 
             resolve_syncnet_v2(args.version, args.checkpoints)

@@ -38,12 +38,17 @@ TIMELINE_SUFFIX = ".speakers.csv"  # written next to the output: the timeline us
 FACES_SUFFIX = ".faces.png"  # written next to the output: the first frame with every face boxed and numbered
 
 
+def is_automatic(value: str) -> bool:
+    """``LipSyncOptions.speakers`` asks for the turns to be found (``"auto"``, any case and spacing)."""
+    return isinstance(value, str) and value.strip().lower() == AUTO
+
+
 def parse_speakers(value: str) -> list[Turn] | None:
     """``LipSyncOptions.speakers`` -> the turns of a timeline, or None for ``"auto"``. InputError (prefixed
     ``speakers:``) for anything else than "auto" or a valid CSV / JSON timeline."""
     if not isinstance(value, str):
         raise InputError(f"speakers must be text: 'auto' or a timeline (CSV or JSON), got {value!r}")
-    if value.strip().lower() == AUTO:
+    if is_automatic(value):
         return None
     try:
         return parse_timeline(value)
@@ -129,6 +134,12 @@ def turns_used(turns: list[ResolvedTurn], fps: int) -> list[Turn]:
 def describe_turns(turns: list[Turn]) -> str:
     """``0.00-2.50 s face 0, 2.50-4.80 s face 1``."""
     return ", ".join(f"{t.start:.2f}-{t.end:.2f} s face {t.face_id}" for t in turns)
+
+
+def describe_missing(turn_frames_without_face: dict[int, int] | None) -> list[str]:
+    """``face 1 was not found in 8 frames of its turns (passed through)``, one per face with such frames."""
+    return [f"face {face_id} was not found in {frames} frames of its turns (passed through)"
+            for face_id, frames in sorted((turn_frames_without_face or {}).items())]  # fmt: skip
 
 
 def side_paths(output: str | os.PathLike) -> tuple[Path, Path]:

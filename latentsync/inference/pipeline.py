@@ -48,7 +48,9 @@ from latentsync.faces.restore import DEFAULT_STRENGTH as DEFAULT_RESTORE_STRENGT
 from latentsync.inference.conversation import (
     SpeakerLane,
     build_lanes,
+    describe_missing,
     describe_turns,
+    is_automatic,
     parse_speakers,
     turn_frames_without_face,
     turns_used,
@@ -238,8 +240,7 @@ class LipSyncResult:
         if self.speaker_turns is not None:
             how = "found in the video's own soundtrack" if self.speakers_detected else "from the timeline"
             text += f"; speaker turns ({how}): {describe_turns(list(self.speaker_turns))}"
-            for face_id, frames in sorted((self.turn_frames_without_face or {}).items()):
-                text += f"; face {face_id} was not found in {frames} frames of its turns (passed through)"
+            text += "".join(f"; {note}" for note in describe_missing(self.turn_frames_without_face))
             if self.speakers_file is not None:
                 text += f"; timeline written to {self.speakers_file.name}, numbered faces to {self.faces_image.name}"
         text += f"; took {self.seconds:.1f} s"
@@ -308,7 +309,7 @@ class LipSyncPipeline:
         if conversation and photo:
             raise InputError(f"speakers: {info.path.name} is a photo, one frame with nothing to take turns in; give a "
                              "video, or use speaker (a point on the one face to lip-sync)")  # fmt: skip
-        if conversation and parse_speakers(options.speakers) is None:
+        if conversation and is_automatic(options.speakers):
             self._speaker_scorer()  # loads (or fails to find) SyncNet before any heavy work
         media.check_output_path(output, inputs=(video, audio), create_folders=True)
         fps = media.native_fps(info) if options.native_fps and not photo else Fraction(media.VIDEO_FPS)
@@ -323,7 +324,7 @@ class LipSyncPipeline:
             # constant-rate copy if the video will be repeated (read backwards, or from the start again).
             # Only when the video looks shorter than the output; an estimate off by a frame falls back to seeking.
             count = None if options.length_mode == "video" else num_out_audio
-            if count is not None and options.speakers.strip().lower() == "auto":
+            if count is not None and is_automatic(options.speakers):
                 count = max(count, SPEAKER_DETECTION.window_frames)  # who speaks needs a scoring window of frames
             may_repeat = not photo and count is not None and info.frames_at(fps) < count
             copy_path = Path(workdir) / "frames.mp4" if may_repeat else None
