@@ -20,6 +20,10 @@ frame gets the mouth of the model frame nearest its own time, warped with its ow
 its own (:mod:`latentsync.inference.native_fps`). Cost: face analysis, warps and paste-backs scale with the native frame count (2.4x at 60 fps), the
 diffusion (the bulk of the time) does not. The output is encoded once (libx264, ``crf``), its audio is the speech
 file's own track re-encoded to AAC at its own sample rate and channels (not the 16 kHz mono the model hears).
+
+A conversation (``LipSyncOptions.speakers``: a timeline of turns, or "auto"): the first pass tracks every face, and
+the second re-generates, window by window, each face only in the frames of its turns, with fades at their edges
+(:mod:`latentsync.inference.conversation`); everything else passes through untouched.
 """
 
 from __future__ import annotations
@@ -333,9 +337,8 @@ class LipSyncPipeline:
                                                                 copy_path, progress)  # fmt: skip
                 turns, detected = self._speaker_turns(options.speakers, Path(video), info, faces, progress)
                 lanes = build_lanes(faces, turns, self.resolution)
-                track = _union_track(faces.num_frames, lanes)
+                track = _union_track(faces.num_frames, lanes)  # the frames any face is lip-synced in
                 cached = False
-                source = None
             elif photo:
                 still = media.read_image(video, info)
                 track, cached = face_pass.track_photo(self.face_backend, still, point), False
