@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from latentsync.faces.batch_detection import detect_frames
-from latentsync.faces.detection import SMALL_FACE_MIN_SIZE, Face, LandmarkBackend, is_usable
+from latentsync.faces.detection import SMALL_FACE_MIN_SIZE, Face, LandmarkBackend, is_small, is_usable
 from latentsync.faces.face_types import REFERENCE_MIN_SCORE
 
 NUM_LANDMARKS = 68
@@ -51,6 +51,7 @@ class MultiFaceTrack:
     track_id: int
     boxes: np.ndarray  # (N, 4) float32 x1, y1, x2, y2 in frame pixels; NaN rows where absent
     landmarks: np.ndarray  # (N, 68, 2) float32; NaN where absent
+    small: np.ndarray  # (N,) bool: detected and below the reference's 50x80 px minimum (detection.is_small)
 
     @property
     def present(self) -> np.ndarray:
@@ -177,10 +178,12 @@ class MultiFaceTracker:
         for new_id, live in enumerate(kept):
             boxes = np.full((n, 4), np.nan, np.float32)
             landmarks = np.full((n, NUM_LANDMARKS, 2), np.nan, np.float32)
+            small = np.zeros(n, bool)
             for frame, face in live.frames.items():
                 boxes[frame] = face.box
                 landmarks[frame] = face.landmarks
-            result.tracks.append(MultiFaceTrack(new_id, boxes, landmarks))
+                small[frame] = is_small(face)
+            result.tracks.append(MultiFaceTrack(new_id, boxes, landmarks, small))
         return result
 
 

@@ -27,7 +27,6 @@ import numpy as np
 
 from latentsync.errors import InputError
 from latentsync.faces import FaceTrack, anchor_points, estimate_affines
-from latentsync.faces.detection import MIN_FACE_HEIGHT, MIN_FACE_WIDTH
 from latentsync.faces.multi_track import MultiFaceTrack, MultiTrackResult, draw_tracks
 from latentsync.faces.tracking import TrackRecords, resolve_track
 from latentsync.inference.speaker_timeline import ResolvedTurn, Turn, format_timeline, parse_timeline
@@ -72,11 +71,7 @@ class SpeakerLane:
 
 def face_track(face: MultiFaceTrack) -> FaceTrack:
     """One tracked face as the one-face pipeline's :class:`FaceTrack` (short gaps filled, landmarks smoothed)."""
-    present = face.present
-    widths = face.boxes[:, 2] - face.boxes[:, 0]
-    heights = face.boxes[:, 3] - face.boxes[:, 1]
-    small = present & ((widths < MIN_FACE_WIDTH) | (heights < MIN_FACE_HEIGHT))
-    return resolve_track(TrackRecords(face.landmarks, face.boxes, small))
+    return resolve_track(TrackRecords(face.landmarks, face.boxes, face.small))
 
 
 def fade_weights(active: np.ndarray, fade: int) -> np.ndarray:
